@@ -1,0 +1,3 @@
+from .edgeformer import EdgeFormer, ParCStage
+
+__all__ = ['EdgeFormer', 'ParCStage']
