@@ -11,7 +11,7 @@ from mmpretrain.models.utils import InvertedResidual
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...registry import register_model
+from ...registry import MODELS, register
 from ..layers import GCCBlock
 
 
@@ -94,7 +94,7 @@ class ParCStage(BaseModule):
         return self.fuse(x + y)
 
 
-@register_model
+@register(MODELS)
 class EdgeFormer(BaseBackbone):
     """EdgeFormer backbone.
 
