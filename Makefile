@@ -1,0 +1,21 @@
+# Two commands: `make demo` (set up if needed, then run the main job) and
+# `make test` (set up if needed, then run the test suite).
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# Written by tools/setup_env.sh only after every set-up step succeeded.
+SETUP_DONE := $(VENV)/.setup-complete
+
+.PHONY: demo test setup
+
+demo: $(SETUP_DONE)
+	$(PYTHON) tools/demo.py
+
+test: $(SETUP_DONE)
+	$(PYTHON) -m pytest tests
+
+# Re-run the set-up by hand (finished steps and the cached mmcv wheel are reused).
+setup:
+	bash tools/setup_env.sh
+
+$(SETUP_DONE): tools/setup_env.sh setup.py requirements/openmmlab.txt requirements/tests.txt
+	bash tools/setup_env.sh
