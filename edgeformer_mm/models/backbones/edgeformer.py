@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS, register
+from ...utils.validation import check_positive_int
 from ..layers import GCCBlock
 
 
@@ -315,7 +316,7 @@ class EdgeFormer(BaseBackbone):
                 f'{sorted(expected)}, got {sorted(arch)}')
         arch = copy.deepcopy(arch)
         for key in ('stem_channels', 'stem_kernel_size'):
-            _check_positive_int(arch[key], f'arch[{key!r}]')
+            check_positive_int(arch[key], f'arch[{key!r}]')
         if arch['stem_kernel_size'] % 2 == 0:
             raise ValueError(f"arch['stem_kernel_size'] must be odd, got "
                              f"{arch['stem_kernel_size']}")
@@ -347,7 +348,7 @@ class EdgeFormer(BaseBackbone):
             raise ValueError(f"{where}: a {spec[0]!r} spec has the fields "
                              f'{list(names)}, got {spec!r}')
         for name, value in zip(names, spec[1:]):
-            _check_positive_int(value, f'{where} {name}')
+            check_positive_int(value, f'{where} {name}')
         if spec[2] not in (1, 2):
             raise ValueError(f'{where} stride must be 1 or 2, got {spec[2]}')
         if spec[0] == 'parc' and spec[3] % 2:
@@ -399,8 +400,3 @@ class EdgeFormer(BaseBackbone):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
-
-
-def _check_positive_int(value, name: str):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{name} must be a positive int, got {value!r}')
