@@ -187,8 +187,8 @@ def test_registries_build_it():
 
 
 def test_registries_build_it_inside_a_default_scope():
-    from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS as DET_MODELS
+    from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = DET_MODELS.build(
             dict(type='EdgeFormer', arch='xs', out_indices=(4, )))

@@ -97,7 +97,8 @@ def test_axial_positional_embedding():
     assert (out_w == out_w[:, :, :1]).all()
 
 
-@pytest.mark.parametrize('module', [GlobalCircularConv, AxialPositionalEmbedding])
+@pytest.mark.parametrize('module',
+                         [GlobalCircularConv, AxialPositionalEmbedding])
 def test_unknown_direction(module):
     with pytest.raises(ValueError, match="'h'"):
         module(4, 8, 'x')

@@ -1,9 +1,9 @@
 """The GCC-CA block against the formula of the official block."""
 import torch
 import torch.nn.functional as F
+from test_gcc import roll_reference
 
 from edgeformer_mm.models.layers import GCCBlock, resize_meta
-from test_gcc import roll_reference
 
 
 def randomize_norms(module):

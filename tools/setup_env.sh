@@ -36,9 +36,10 @@ command -v "$PY" >/dev/null || { echo "$PY not found: install Python 3.11 or set
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 
-# setuptools<82: mmcv's setup.py and mmengine import pkg_resources.
+# setuptools<81: mmcv's setup.py and mmengine import pkg_resources (removed
+# in 82; 81 warns on every import).
 step "install torch $TORCH_VERSION, torchvision $TORCHVISION_VERSION and build tools"
-$PIP install -q --no-compile 'setuptools<82' wheel ninja \
+$PIP install -q --no-compile 'setuptools<81' wheel ninja \
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 
 PYTAG=$($VENV/bin/python -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
@@ -62,7 +63,7 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     while kill -0 "$BUILD_PID" 2>/dev/null; do
         sleep 30
         # ninja prints "[done/total]" per compiled file.
-        progress=$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$LOG" | tail -n 1 | tr -d ' []')
+        progress=$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$LOG" | tail -n 1 | tr -d ' []' || true)
         echo "    mmcv build: $(elapsed "$BUILD_START") elapsed, ${progress:-0/?} C++ files compiled"
     done
     if ! wait "$BUILD_PID"; then

@@ -1,0 +1,94 @@
+"""Shared logic of tools/train.py and tools/test.py."""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+# Where each data set type is expected, for the error message when it is
+# missing (the configs use these roots; README "Data sets" says more).
+DATA_HINTS = {
+    'ImageNet': 'ImageNet-1k in mmpretrain layout: train/, val/ and meta/'
+    '{train,val}.txt',
+    'CocoDataset': 'COCO 2017: annotations/, train2017/, val2017/',
+    'PascalVOCDataset': 'VOCdevkit/VOC2012 (with SegmentationClassAug)',
+    'CustomDataset': 'an ImageNet-format folder',
+}
+
+
+def _datasets(key: str, dataset_cfg):
+    """(config key, config) of a dataset and of the datasets it wraps."""
+    while dataset_cfg is not None:
+        yield key, dataset_cfg
+        key, dataset_cfg = f'{key}.dataset', dataset_cfg.get('dataset')
+
+
+def check_data_roots(cfg: Config):
+    """Raise a clear error if a dataloader's ``data_root`` does not exist.
+
+    Without this, a missing data set fails deep inside the dataset class
+    with a message that does not say where the data should be.
+    """
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field)
+        if not loader:
+            continue
+        for key, dataset in _datasets(f'{field}.dataset',
+                                      loader.get('dataset')):
+            data_root = dataset.get('data_root')
+            if data_root and not osp.isdir(data_root):
+                kind = dataset.get('type', '')
+                hint = DATA_HINTS.get(str(kind), 'the data set')
+                raise FileNotFoundError(
+                    f'{field}: data_root {data_root!r} does not exist. Put '
+                    f'{hint} there (relative paths start from the current '
+                    f'directory), or point the config elsewhere with '
+                    f'--cfg-options {key}.data_root=PATH (see '
+                    f"README, 'Data sets').")
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner the config asks for (``runner_type`` or default)."""
+    check_data_roots(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser):
+    """Add the options every tool takes: work dir, config overrides and
+    distributed launcher."""
+    parser.add_argument(
+        '--work-dir',
+        help='where logs, checkpoints and metrics go (default: '
+        'work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_cfg.max_epochs=10')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher for distributed runs')
+    # torch.distributed.launch passes --local-rank (or --local_rank).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load ``args.config`` with the options of :func:`add_runner_arguments`
+    applied."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg

@@ -1,0 +1,77 @@
+"""tools/train.py and tools/test.py, run as a user runs them."""
+import os.path as osp
+import subprocess
+import sys
+
+from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer')
+
+
+def run_tool(tool, *args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', tool), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd)
+
+
+def test_missing_data_set_says_where_to_put_it(tmp_path):
+    result = run_tool(
+        'train.py', osp.join(CONFIG, 'edgeformer-s_8xb128_in1k.py'),
+        cwd=tmp_path)
+    assert result.returncode != 0
+    assert ("train_dataloader: data_root 'data/imagenet' does not exist. "
+            'Put ImageNet-1k') in result.stderr
+    assert 'train_dataloader.dataset.dataset.data_root=PATH' in result.stderr
+
+
+def test_train_then_test(tmp_path):
+    root = make_tiny_shapes(
+        str(tmp_path / 'tiny_shapes'),
+        num_train_per_class=4,
+        num_val_per_class=2,
+        image_size=32)
+    classes = osp.join(root, 'classes.txt')
+    options = [
+        f'train_dataloader.dataset.dataset.data_root={root}',
+        f'train_dataloader.dataset.dataset.classes={classes}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.classes={classes}',
+        f'test_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.classes={classes}',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.persistent_workers=False',
+        'test_dataloader.persistent_workers=False',
+        'train_dataloader.batch_sampler.crop_sizes=[32]',
+        'train_dataloader.batch_sampler.base_crop_size=32',
+        'train_dataloader.batch_size=8', 'train_cfg.max_epochs=1',
+        'default_hooks.checkpoint.interval=1'
+    ]
+    config = osp.join(CONFIG, 'edgeformer-xs_1xb32_tiny-shapes.py')
+    work_dir = str(tmp_path / 'work')
+    train = run_tool('train.py', config, '--work-dir', work_dir,
+                     '--cfg-options', *options)
+    assert train.returncode == 0, train.stderr[-3000:]
+    checkpoint = osp.join(work_dir, 'epoch_1.pth')
+    assert osp.isfile(checkpoint)
+
+    out = str(tmp_path / 'preds.pkl')
+    test = run_tool('test.py', config, checkpoint, '--work-dir', work_dir,
+                    '--out', out, '--cfg-options', *options)
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert 'accuracy/top1' in test.stdout + test.stderr
+    assert osp.isfile(out)
+
+    # --resume continues from the last checkpoint to a longer schedule.
+    resume = run_tool('train.py', config, '--work-dir', work_dir, '--resume',
+                      '--cfg-options', *options[:-2],
+                      'train_cfg.max_epochs=2',
+                      'default_hooks.checkpoint.interval=1')
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    log = resume.stdout + resume.stderr
+    assert 'resumed epoch: 1, iter: 2' in log
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Training on a Slurm cluster (mmengine's slurm launcher):
+#   GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR \
+#       [tools/train.py options]
+# GPUS (default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5) and SRUN_ARGS
+# tune the allocation.
+set -euo pipefail
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+WORK_DIR=$4
+shift 4
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+cd "$(dirname "$0")/.."
+PYTHONPATH=".:${PYTHONPATH:-}" srun -p "$PARTITION" \
+    --job-name="$JOB_NAME" \
+    --gres=gpu:"$GPUS_PER_NODE" \
+    --ntasks="$GPUS" \
+    --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" \
+    --kill-on-bad-exit=1 \
+    ${SRUN_ARGS:-} \
+    python -u tools/train.py "$CONFIG" --work-dir="$WORK_DIR" \
+    --launcher slurm "$@"
