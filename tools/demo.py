@@ -14,7 +14,7 @@ import sys
 
 import torch
 from mmengine.config import Config
-from mmpretrain.registry import MODELS
+from mmpretrain import get_model
 
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner, count_macs, count_parameters
@@ -32,25 +32,12 @@ OFFICIAL = {
 }
 
 
-def build_classifier(arch: str):
-    backbone = EdgeFormer(arch=arch)
-    return MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(type='EdgeFormer', arch=arch),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=1000,
-                in_channels=backbone.stage_channels[-1])))
-
-
 def print_figures(height: int, width: int):
     torch.manual_seed(0)
     print(f"{'arch':<5}{'params':>13}{'official':>13}"
           f"{'MACs@256':>12}{'official':>12}")
     for arch, (official_params, official_macs) in OFFICIAL.items():
-        model = build_classifier(arch).eval()
+        model = get_model(f'edgeformer-{arch}_8xb128_in1k')
         params = count_parameters(model)
         macs = count_macs(model, torch.rand(1, 3, 256, 256))
         print(f'{arch:<5}{params:>13,}{official_params:>13,}'

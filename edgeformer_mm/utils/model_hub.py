@@ -46,13 +46,10 @@ def load_from_edgeformer_mm(filename: str, map_location=None):
 def register_models():
     """Register the metafile's models with mmpretrain's ModelHub, once.
 
-    Does nothing if mmpretrain's model hub is not available or the configs
-    are not next to the package (an install that is not editable).
+    Does nothing if the configs are not next to the package (an install that
+    is not editable).
     """
-    try:
-        from mmpretrain.apis import ModelHub
-    except ImportError:
-        return
+    from mmpretrain.apis import ModelHub
     if not MODEL_INDEX.is_file() or ModelHub.has('edgeformer-s_8xb128_in1k'):
         return
     ModelHub.register_model_index(MODEL_INDEX)

@@ -221,9 +221,7 @@ class EdgeFormer(BaseBackbone):
                  ]):
         super().__init__(init_cfg)
         self.arch = self._parse_arch(arch)
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(
-                f'in_channels must be a positive int, got {in_channels!r}')
+        check_positive_int(in_channels, 'in_channels')
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not (
