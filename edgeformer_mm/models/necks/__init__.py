@@ -1,0 +1,3 @@
+from .ssdlite_neck import SSDLiteNeck
+
+__all__ = ['SSDLiteNeck']
