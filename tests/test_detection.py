@@ -1,5 +1,4 @@
 """SSDLite-EdgeFormer-S: the mmdet config, its neck and head."""
-import logging
 import math
 import os.path as osp
 
@@ -9,7 +8,6 @@ from mmdet.models.dense_heads import SSDHead
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
@@ -267,22 +265,30 @@ def test_checkpoint_without_backbone_keys_is_an_error(cfg, tmp_path):
         model.init_weights()
 
 
-def test_mismatched_checkpoint_is_reported(cfg, tmp_path):
-    # mmengine's Pretrained init loads non-strictly: an EdgeFormer-XS
-    # checkpoint for the S backbone only logs a warning naming the keys.
+def test_mismatched_checkpoint_is_a_clear_error(cfg, tmp_path):
+    # mmengine's Pretrained init would only log warnings and leave the
+    # weights random; the backbone refuses an EdgeFormer-XS checkpoint.
     path = tmp_path / 'edgeformer-xs.pth'
     save_classifier_checkpoint(path, arch='xs')
     model = build_with_checkpoint(cfg, path)
     before = model.backbone.layer5[1].fuse.conv.weight.clone()
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
+    with pytest.raises(ValueError) as error:
         model.init_weights()
-    finally:
-        logger.removeHandler(handler)
-    log = '\n'.join(record.getMessage() for record in records)
-    assert 'size mismatch for layer5.1.fuse.conv.weight' in log
+    message = str(error.value)
+    # XS and S differ in the ParC stages' widths and depths.
+    assert ('does not fit this EdgeFormer-S: 258 weights with another '
+            'shape, 70 missing, 0 unexpected') in message
+    assert ('shape (96, 96, 1, 1) for layer3.1.local_proj.1.weight, '
+            'expected (192, 192, 1, 1)') in message
     assert torch.equal(model.backbone.layer5[1].fuse.conv.weight, before)
+
+
+def test_checkpoint_with_missing_backbone_weights_is_a_clear_error(
+        cfg, tmp_path):
+    path = tmp_path / 'partial.pth'
+    state_dict = save_classifier_checkpoint(path)
+    del state_dict['backbone.layer4.1.norm.weight']
+    torch.save(dict(state_dict=state_dict), path)
+    model = build_with_checkpoint(cfg, path)
+    with pytest.raises(ValueError, match='missing: layer4.1.norm.weight'):
+        model.init_weights()

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_with_prefix)
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import InvertedResidual
 from torch import Tensor, nn
@@ -197,7 +199,9 @@ class EdgeFormer(BaseBackbone):
             'fusion': 'concat',
         },
     }
-    num_stages = 7
+    all_stage_names = ('stem', 'layer1', 'layer2', 'layer3', 'layer4',
+                       'layer5', 'conv_1x1_exp')
+    num_stages = len(all_stage_names)
     # The expansion conv is 4x its input, at most this wide.
     max_exp_channels = 960
 
@@ -221,6 +225,7 @@ class EdgeFormer(BaseBackbone):
                  ]):
         super().__init__(init_cfg)
         self.arch = self._parse_arch(arch)
+        self.arch_name = arch.upper() if isinstance(arch, str) else 'custom'
         check_positive_int(in_channels, 'in_channels')
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
@@ -294,6 +299,56 @@ class EdgeFormer(BaseBackbone):
             mid_channels=in_channels * expand_ratio,
             stride=stride,
             **common)
+
+    def init_weights(self):
+        """Initialise, loading ``Pretrained`` weights strictly.
+
+        mmengine's ``Pretrained`` init loads non-strictly: a checkpoint of
+        another arch or with other key names only logs warnings and leaves
+        the weights random. Here every weight of the built stages must come
+        from the checkpoint with its shape, or a ``ValueError`` lists what
+        does not fit. Weights of stages this backbone does not build (e.g. the
+        expansion conv of a classifier checkpoint loaded into a detector's
+        backbone) are skipped.
+        """
+        cfg = self.init_cfg
+        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        checkpoint, prefix = cfg['checkpoint'], cfg.get('prefix')
+        if prefix:
+            state_dict = _load_checkpoint_with_prefix(
+                prefix, checkpoint, map_location='cpu')
+        else:
+            state_dict = _load_checkpoint(checkpoint, map_location='cpu')
+            state_dict = state_dict.get('state_dict', state_dict)
+        own = self.state_dict()
+        unbuilt = tuple(f'{name}.' for name in self.all_stage_names
+                        if name not in self.stage_names)
+        mismatched = [
+            f'shape {tuple(state_dict[key].shape)} for {key}, expected '
+            f'{tuple(value.shape)}' for key, value in own.items()
+            if key in state_dict and state_dict[key].shape != value.shape
+        ]
+        missing = [f'missing: {key}' for key in own if key not in state_dict]
+        unexpected = [
+            f'unexpected: {key}' for key in state_dict
+            if key not in own and not key.startswith(unbuilt)
+        ]
+        problems = mismatched + missing + unexpected
+        if problems:
+            shown = '\n  '.join(problems[:20])
+            more = len(problems) - 20
+            raise ValueError(
+                f'The checkpoint {checkpoint} (prefix {prefix!r}) does not '
+                f'fit this EdgeFormer-{self.arch_name}: {len(mismatched)} '
+                f'weights with another shape, {len(missing)} missing, '
+                f'{len(unexpected)} unexpected:\n  {shown}' +
+                (f'\n  ... and {more} more' if more > 0 else '') +
+                '\nOfficial checkpoints need converting first (see the '
+                'README).')
+        self.load_state_dict({key: state_dict[key] for key in own})
+        self._is_init = True
 
     @classmethod
     def _parse_arch(cls, arch) -> dict:
