@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from tiny_runs import shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401
 from edgeformer_mm.utils import build_runner
@@ -38,15 +39,7 @@ def tiny_cfg(root, work_dir, deterministic=False):
     for loader in (cfg.val_dataloader, cfg.test_dataloader):
         loader.update(batch_size=4, num_workers=0, persistent_workers=False)
         loader.dataset.update(data_root=root, classes=classes)
-    cfg.train_cfg.update(max_epochs=1, val_interval=1)
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
-             end=2)
-    ]
-    cfg.default_hooks.update(
-        logger=dict(type='LoggerHook', interval=1),
-        checkpoint=dict(type='CheckpointHook', interval=1))
-    cfg.work_dir = str(work_dir)
+    shorten_to_one_epoch(cfg, work_dir)
     if deterministic:
         # No dropout and a fixed pipeline: everything random is in the
         # seeded sampler, so two runs can be compared exactly.

@@ -14,6 +14,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from tiny_runs import shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
@@ -178,15 +179,7 @@ def tiny_cfg(root, work_dir):
     cfg.val_evaluator.ann_file = osp.join(root, 'annotations',
                                           'instances_val.json')
     cfg.test_evaluator = cfg.val_evaluator
-    cfg.train_cfg.update(max_epochs=1, val_interval=1)
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
-             end=2)
-    ]
-    cfg.default_hooks.update(
-        logger=dict(type='LoggerHook', interval=1),
-        checkpoint=dict(type='CheckpointHook', interval=1))
-    cfg.work_dir = str(work_dir)
+    shorten_to_one_epoch(cfg, work_dir)
     return cfg
 
 
