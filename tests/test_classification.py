@@ -56,9 +56,11 @@ def tiny_cfg(root, work_dir, deterministic=False):
 
 @pytest.mark.parametrize('arch', ['xs', 's', 'h'])
 def test_configs_build_with_official_parameter_counts(arch):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(f'{CONFIGS}/edgeformer-{arch}_8xb128_in1k.py')
-    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[arch]
     assert cfg.model.head.dropout_rate == 0.2
     assert cfg.optim_wrapper.optimizer.weight_decay == (

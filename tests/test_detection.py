@@ -8,7 +8,7 @@ from mmdet.models.dense_heads import SSDHead
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
@@ -30,9 +30,15 @@ def num_params(module):
     return sum(p.numel() for p in module.parameters())
 
 
+@pytest.fixture(scope='module', autouse=True)
+def mmdet_scope():
+    """mmdet's default scope for this module's tests, and only for them."""
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
+
+
 @pytest.fixture(scope='module')
 def cfg():
-    init_default_scope('mmdet')
     return Config.fromfile(CONFIG)
 
 

@@ -18,16 +18,20 @@ STRIDES = [2, 2, 4, 8, 16, 32, 32]
 
 
 def classifier(arch):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    return MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(type='EdgeFormer', arch=arch),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=1000,
-                in_channels=960 if arch == 'h' else 640)))
+
+    # Runners in other tests leave their codebase's default scope behind.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(
+            dict(
+                type='ImageClassifier',
+                backbone=dict(type='EdgeFormer', arch=arch),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(
+                    type='LinearClsHead',
+                    num_classes=1000,
+                    in_channels=960 if arch == 'h' else 640)))
 
 
 @pytest.mark.parametrize('arch', ['xs', 's', 'h'])
