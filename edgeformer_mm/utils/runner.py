@@ -13,7 +13,6 @@ DATA_HINTS = {
     'ImageNet': 'ImageNet-1k in mmpretrain layout: train/, val/ and meta/'
     '{train,val}.txt',
     'CocoDataset': 'COCO 2017: annotations/, train2017/, val2017/',
-    'PascalVOCDataset': 'VOCdevkit/VOC2012 (with SegmentationClassAug)',
     'CustomDataset': 'an ImageNet-format folder',
 }
 

@@ -240,15 +240,15 @@ class EdgeFormer(BaseBackbone):
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         kernel_size = self.arch['stem_kernel_size']
         channels = self.arch['stem_channels']
-        stages = [('stem',
-                   ConvModule(
+        # (module, output channels) per stage, in all_stage_names order.
+        stages = [(ConvModule(
                        in_channels,
                        channels,
                        kernel_size,
                        stride=2,
                        padding=kernel_size // 2,
                        **common), channels)]
-        for i, spec in enumerate(self.arch['layers'], 1):
+        for spec in self.arch['layers']:
             if spec[0] == 'mv2':
                 _, out_channels, stride, num_blocks = spec
                 blocks = [
@@ -274,19 +274,18 @@ class EdgeFormer(BaseBackbone):
                         norm_cfg=norm_cfg,
                         act_cfg=act_cfg)
                 ]
-            stages.append((f'layer{i}', nn.Sequential(*blocks), out_channels))
+            stages.append((nn.Sequential(*blocks), out_channels))
             channels = out_channels
         exp_channels = min(4 * channels, self.max_exp_channels)
-        stages.append(('conv_1x1_exp',
-                       ConvModule(channels, exp_channels, 1,
+        stages.append((ConvModule(channels, exp_channels, 1,
                                   **common), exp_channels))
 
         # Only build what some output needs: detectors and segmentors use
         # intermediate stages and would carry unused weights otherwise.
         stages = stages[:max(self.out_indices) + 1]
-        self.stage_names = [name for name, _, _ in stages]
-        self.stage_channels = [channels for _, _, channels in stages]
-        for name, stage, _ in stages:
+        self.stage_names = list(self.all_stage_names[:len(stages)])
+        self.stage_channels = [channels for _, channels in stages]
+        for name, (stage, _) in zip(self.stage_names, stages):
             self.add_module(name, stage)
 
         self._freeze_stages()
