@@ -257,7 +257,9 @@ def test_pretrained_backbone_is_loaded(cfg, tmp_path):
 def test_missing_checkpoint_is_a_clear_error(cfg, tmp_path):
     path = tmp_path / 'missing.pth'
     model = build_with_checkpoint(cfg, path)
-    with pytest.raises(FileNotFoundError, match='missing.pth'):
+    with pytest.raises(FileNotFoundError,
+                       match='missing.pth of this EdgeFormer-S backbone does '
+                       'not exist: set the backbone.s init_cfg.checkpoint'):
         model.init_weights()
 
 

@@ -157,8 +157,11 @@ def test_tiny_config_model():
     with DefaultScope.overwrite_default_scope('mmdet'):
         detector = MODELS.build(cfg.model).eval()
     assert detector.backbone.arch == EdgeFormer.arch_settings['xs']
-    # From scratch, with the official initialisation.
-    assert detector.backbone.init_cfg == EdgeFormer().init_cfg
+    # From the tiny shapes classifier that tools/train.py writes.
+    assert detector.backbone.init_cfg == dict(
+        type='Pretrained',
+        prefix='backbone.',
+        checkpoint='work_dirs/edgeformer-xs_1xb32_tiny-shapes/epoch_12.pth')
     assert detector.bbox_head.num_classes == 4
     with torch.no_grad():
         feats = detector.extract_feat(torch.rand(1, 3, 128, 128))
@@ -172,6 +175,8 @@ def test_tiny_config_model():
 def tiny_cfg(root, work_dir):
     """The tiny config on a small generated set: 2 iterations an epoch."""
     cfg = Config.fromfile(TINY)
+    # From scratch: the official initialisation, no classifier needed.
+    del cfg.model.backbone.init_cfg
     for loader in (cfg.train_dataloader, cfg.val_dataloader,
                    cfg.test_dataloader):
         loader.update(batch_size=4, num_workers=0, persistent_workers=False)
@@ -191,7 +196,24 @@ def test_two_iterations_train_and_val_with_coco_metric(tmp_path):
     assert runner.iter == 2
     metrics = runner.val()
     assert 0 <= metrics['coco/bbox_mAP'] <= 1
-    assert osp.isfile(tmp_path / 'work' / 'epoch_1.pth')
+    checkpoint = tmp_path / 'work' / 'epoch_1.pth'
+    assert osp.isfile(checkpoint)
+
+    # The image demo draws the (untrained) detector's boxes.
+    out_file = tmp_path / 'boxes.png'
+    command = [
+        sys.executable,
+        osp.join(REPO, 'demo', 'image_demo.py'),
+        osp.join(root, 'val', '0000.png'), TINY, '--checkpoint',
+        str(checkpoint), '--score-thr', '0', '--out-file',
+        str(out_file)
+    ]
+    demo = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert 'boxes with score >= 0.0' in demo.stdout
+    # Enlarged from 96 to 320 pixels for drawing.
+    assert cv2.imread(str(out_file)).shape == (320, 320, 3)
 
 
 def test_keep_ratio_resize_trains_and_predicts_on_non_square_batches(

@@ -6,8 +6,14 @@
 2. Trains EdgeFormer-XS from scratch on the generated tiny shapes set with
    the official recipe scaled down (a few CPU minutes), prints top-1 before
    and after, and writes a validation image with its predicted label.
+3. Trains SSDLite-EdgeFormer-XS on the generated tiny COCO-format set, its
+   backbone initialised from step 2's classifier as a detector's backbone
+   is from an ImageNet one, prints bbox mAP before and after, and writes a
+   validation image with its predicted boxes.
 """
 import argparse
+import contextlib
+import io
 import os.path as osp
 import subprocess
 import sys
@@ -18,10 +24,11 @@ from mmpretrain import get_model
 
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner, count_macs, count_parameters
-from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
+from edgeformer_mm.utils.tiny_datasets import make_tiny_coco, make_tiny_shapes
 
 TINY_CONFIG = ('configs/mmpretrain/edgeformer/'
                'edgeformer-xs_1xb32_tiny-shapes.py')
+TINY_DET_CONFIG = 'configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py'
 
 # The official models' figures: parameters of the classifier and its MACs at
 # 256x256, counted like count_macs does (the official code, random weights).
@@ -74,6 +81,47 @@ def train_tiny_classifier(work_dir: str):
     return osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
 
 
+def train_from_classifier(title: str, config: str, make_data, work_dir: str,
+                          backbone_checkpoint: str, metrics: dict):
+    """Train a tiny detector or segmentor whose backbone starts from the tiny
+    classifier; print ``metrics`` (key: label) before and after training and
+    return the last checkpoint."""
+    cfg = Config.fromfile(config)
+    data_root = cfg.train_dataloader.dataset.data_root
+    if not osp.isdir(data_root):
+        print(f'\nGenerating the tiny set in {data_root}')
+        make_data(data_root)
+    cfg.model.backbone.init_cfg.checkpoint = backbone_checkpoint
+    cfg.work_dir = work_dir
+    cfg.log_level = 'WARNING'
+    print(f'\nTraining {title} on {data_root} '
+          f'({cfg.train_cfg.max_epochs} epochs, backbone from '
+          f'{backbone_checkpoint}; log in {work_dir})')
+    # pycocotools prints its tables to stdout; the log file keeps them.
+    with contextlib.redirect_stdout(io.StringIO()):
+        runner = build_runner(cfg)
+        untrained = runner.val()
+        runner.train()
+    trained = {
+        key: runner.message_hub.get_scalar(f'val/{key}').current()
+        for key in metrics
+    }
+    for name, values in (('before', untrained), ('after', trained)):
+        figures = ', '.join(f'{label} {values[key]:.3f}'
+                            for key, label in metrics.items())
+        print(f'  {name + " training:":<17}{figures}')
+    return osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+
+
+def run_image_demo(image: str, model: str, checkpoint: str, out_file: str):
+    command = [
+        sys.executable, 'demo/image_demo.py', image, model, '--checkpoint',
+        checkpoint, '--out-file', out_file
+    ]
+    print('\n$ ' + ' '.join(command[1:]))
+    subprocess.run(command, check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -92,14 +140,19 @@ def main():
     print_figures(*args.shape)
     checkpoint = train_tiny_classifier(
         osp.join(args.work_dir, 'edgeformer-xs_1xb32_tiny-shapes'))
-    image = 'data/tiny_shapes/val/triangle/triangle_0000.png'
-    out_file = osp.join(args.work_dir, 'image_demo.png')
-    command = [
-        sys.executable, 'demo/image_demo.py', image, TINY_CONFIG,
-        '--pretrained', checkpoint, '--out-file', out_file
-    ]
-    print('\n$ ' + ' '.join(command[1:]))
-    subprocess.run(command, check=True)
+    run_image_demo('data/tiny_shapes/val/triangle/triangle_0000.png',
+                   TINY_CONFIG, checkpoint,
+                   osp.join(args.work_dir, 'classification_demo.png'))
+
+    detector = train_from_classifier(
+        'SSDLite-EdgeFormer-XS', TINY_DET_CONFIG, make_tiny_coco,
+        osp.join(args.work_dir, 'ssdlite_edgeformer_xs_tiny-coco'),
+        checkpoint, {
+            'coco/bbox_mAP': 'bbox mAP',
+            'coco/bbox_mAP_50': 'mAP@0.5'
+        })
+    run_image_demo('data/tiny_coco/val/0000.png', TINY_DET_CONFIG, detector,
+                   osp.join(args.work_dir, 'detection_demo.png'))
 
 
 if __name__ == '__main__':

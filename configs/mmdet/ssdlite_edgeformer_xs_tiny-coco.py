@@ -1,6 +1,10 @@
-# SSDLite-EdgeFormer-XS from scratch on the generated tiny shapes detection
-# set (4 classes, 128x128 images; tools/misc/make_tiny_datasets.py): the
-# official recipe scaled down to a few CPU minutes.
+# SSDLite-EdgeFormer-XS on the generated tiny shapes detection set (4
+# classes, 128x128 images; tools/misc/make_tiny_datasets.py): the official
+# recipe scaled down to a few CPU minutes. As the official detector starts
+# from an ImageNet backbone, this one starts from the tiny shapes classifier:
+#   python tools/train.py \
+#       configs/mmpretrain/edgeformer/edgeformer-xs_1xb32_tiny-shapes.py
+# writes work_dirs/edgeformer-xs_1xb32_tiny-shapes/epoch_12.pth.
 _base_ = './ssdlite_edgeformer_s_coco.py'
 
 input_size = 128
@@ -18,14 +22,11 @@ model = dict(
     # and head are unchanged.
     backbone=dict(
         arch='xs',
-        # From scratch: no ImageNet EdgeFormer-XS checkpoint exists here yet
-        # (the official ones need the converter), and the shapes are learnt
-        # from scratch in minutes. This is EdgeFormer's default, the official
-        # initialisation; init_cfg=None would leave PyTorch's defaults.
-        init_cfg=[
-            dict(type='Kaiming', layer='Conv2d', mode='fan_out'),
-            dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
-        ]),
+        # Measured over 20 epochs: bbox mAP 0.100 from the classifier,
+        # 0.025 from scratch.
+        init_cfg=dict(
+            checkpoint='work_dirs/edgeformer-xs_1xb32_tiny-shapes/'
+            'epoch_12.pth')),
     bbox_head=dict(
         num_classes=len(classes),
         anchor_generator=dict(
@@ -33,17 +34,17 @@ model = dict(
             min_sizes=prior_sizes[:-1],
             max_sizes=prior_sizes[1:])))
 
-# The base pipelines at input_size.
+# The base pipelines at input_size, without the min-IoU random crop and the
+# photometric distortion: the generated objects already vary in position,
+# size and colour, and in a few hundred iterations these augmentations
+# only slow learning down (measured from the classifier backbone, without
+# EMA: bbox mAP 0.010 after 20 epochs with them; without them, 0.190 after
+# 20 epochs of a 30-epoch schedule).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='MinIoURandomCrop',
-        min_ious=(0.1, 0.3, 0.5, 0.7, 0.9),
-        min_crop_size=0.3),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
@@ -56,8 +57,10 @@ test_pipeline = [
                    'scale_factor'))
 ]
 data_root = 'data/tiny_coco/'
+# Batch 8: over the same 20 epochs, twice the updates of batch 16 learnt
+# more (bbox mAP 0.188 against 0.100) in about the same time.
 train_dataloader = dict(
-    batch_size=16,
+    batch_size=8,
     num_workers=2,
     dataset=dict(
         data_root=data_root,
@@ -79,7 +82,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule of the same shape (AdamW, linear warm-up, per-epoch cosine),
-# about 13 iterations an epoch at 200 training images.
+# 25 iterations an epoch at 200 training images.
 max_epochs = 20
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
@@ -87,16 +90,16 @@ param_scheduler = [
     dict(
         type='CosineAnnealingLR',
         T_max=max_epochs,
-        eta_min=2e-4,
+        eta_min=3e-5,
         by_epoch=True,
         begin=0,
         end=max_epochs)
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-auto_scale_lr = dict(base_batch_size=16)
+auto_scale_lr = dict(base_batch_size=8)
 
 # The official EMA momentum (0.0005) averages over ~2000 iterations, longer
-# than this whole run (~260). The tiny shapes classification demo found
+# than this whole run (500). The tiny shapes classification demo found
 # 0.01 still too slow (the averaged BN statistics lagged the averaged
 # weights and the EMA model predicted one class) and 0.05 (~20 iterations)
 # right, so the same here.

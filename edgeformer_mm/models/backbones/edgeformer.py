@@ -1,6 +1,7 @@
 """EdgeFormer backbone (ParC-Net, ECCV 2022)."""
 import copy
 import math
+import os.path as osp
 from collections.abc import Sequence
 
 import torch
@@ -315,6 +316,13 @@ class EdgeFormer(BaseBackbone):
             super().init_weights()
             return
         checkpoint, prefix = cfg['checkpoint'], cfg.get('prefix')
+        if '://' not in checkpoint and not osp.isfile(checkpoint):
+            raise FileNotFoundError(
+                f'The Pretrained checkpoint {checkpoint} of this '
+                f'EdgeFormer-{self.arch_name} backbone does not exist: set '
+                "the backbone's init_cfg.checkpoint (e.g. --cfg-options "
+                'model.backbone.init_cfg.checkpoint=PATH) to an existing '
+                'file.')
         if prefix:
             state_dict = _load_checkpoint_with_prefix(
                 prefix, checkpoint, map_location='cpu')
