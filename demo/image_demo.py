@@ -2,7 +2,9 @@
 
 Classification (an mmpretrain model name or config) prints the top-5 and
 writes the image with its label; detection (an mmdet config) prints the
-boxes above ``--score-thr`` and writes the image with them drawn.
+boxes above ``--score-thr`` and writes the image with them drawn;
+segmentation (an mmseg config) prints the share of each predicted class and
+writes the image with the predicted mask overlaid.
 
 Examples:
     python demo/image_demo.py data/tiny_shapes/val/circle/circle_0000.png \\
@@ -11,6 +13,9 @@ Examples:
     python demo/image_demo.py data/tiny_coco/val/0000.png \\
         configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py \\
         --checkpoint work_dirs/ssdlite_edgeformer_xs_tiny-coco/epoch_20.pth
+    python demo/image_demo.py data/tiny_voc/JPEGImages/val_0000.jpg \\
+        configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py \\
+        --checkpoint work_dirs/deeplabv3_edgeformer_xs_tiny-voc/epoch_20.pth
 
 MODEL is a model name (``edgeformer-s_8xb128_in1k``; see
 ``mmpretrain.list_models('edgeformer*')``) or a config file; the config's
@@ -20,6 +25,7 @@ import argparse
 import os.path as osp
 
 import mmcv
+import torch
 from mmengine.config import Config
 
 import edgeformer_mm  # noqa: F401  (registers the models and their names)
@@ -96,6 +102,37 @@ def detect(args):
     print(f'image with its predicted boxes: {args.out_file}')
 
 
+def segment(args):
+    from mmengine.structures import PixelData
+    from mmseg.apis import inference_model, init_model
+    from mmseg.visualization import SegLocalVisualizer
+
+    model = init_model(args.model, args.checkpoint, device=args.device)
+    pred = inference_model(model, args.img)
+    classes = model.dataset_meta['classes']
+    labels = pred.pred_sem_seg.data[0]
+    print(f'{args.img}: predicted classes (share of the pixels)')
+    for label, count in zip(*labels.unique(return_counts=True)):
+        print(f'  {classes[label]:<16} {count / labels.numel():6.1%}')
+
+    image = mmcv.imread(args.img, channel_order='rgb')
+    scale = max(1., MIN_DRAWN_SIDE / max(image.shape[:2]))
+    image = mmcv.imrescale(image, scale)
+    pred.pred_sem_seg = PixelData(data=torch.from_numpy(
+        mmcv.imresize(
+            labels.numpy().astype('uint8'), image.shape[1::-1],
+            interpolation='nearest'))[None])
+    visualizer = SegLocalVisualizer(alpha=0.5)
+    visualizer.dataset_meta = model.dataset_meta
+    visualizer.add_datasample(
+        'prediction',
+        image,
+        pred,
+        draw_gt=False,
+        out_file=osp.abspath(args.out_file))
+    print(f'image with its predicted mask: {args.out_file}')
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -122,6 +159,8 @@ def main():
         classify(args)
     elif codebase == 'mmdet':
         detect(args)
+    elif codebase == 'mmseg':
+        segment(args)
     else:
         parser.error(f'{args.model}: no demo for default_scope {codebase!r}')
 

@@ -1,6 +1,7 @@
 """The EdgeFormer backbone: architecture figures, options and bad input."""
 import pytest
 import torch
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from edgeformer_mm.models import EdgeFormer
@@ -155,6 +156,96 @@ def test_official_initialisation():
     assert (model.layer3[1].blocks[0].ffn[1].bias == 0).all()
 
 
+def strided_and_dilated_convs(model):
+    """Names of the convs with stride 2, and {name: (dilation, padding)} of
+    the dilated ones."""
+    convs = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d)]
+    strided = [name for name, conv in convs if conv.stride != (1, 1)]
+    dilated = {
+        name: (conv.dilation, conv.padding)
+        for name, conv in convs if conv.dilation != (1, 1)
+    }
+    return strided, dilated
+
+
+@pytest.mark.parametrize('output_stride, unstrided',
+                         [(32, []), (16, ['layer5']),
+                          (8, ['layer4', 'layer5'])])
+def test_output_stride_strides_and_dilations(output_stride, unstrided):
+    kwargs = {} if output_stride == 32 else dict(output_stride=output_stride)
+    model = EdgeFormer('s', out_indices=(5, ), **kwargs)
+    assert model.output_stride == output_stride
+    strided, dilated = strided_and_dilated_convs(model)
+    # Only the depthwise conv of each first MobileNetV2 block downsamples.
+    assert strided == ['stem.conv'] + [
+        f'layer{i}.0.depthwise_conv.conv' for i in (2, 3, 4, 5)
+        if f'layer{i}' not in unstrided
+    ]
+    for i in (4, 5):
+        stride = 1 if f'layer{i}' in unstrided else 2
+        depthwise = getattr(model, f'layer{i}')[0].depthwise_conv.conv
+        assert depthwise.stride == (stride, stride)
+    if output_stride == 8:
+        assert dilated == {'layer5.0.depthwise_conv.conv': ((2, 2), (2, 2))}
+    else:
+        assert dilated == {}
+
+
+def test_output_stride_8_shapes_at_512():
+    # Output stride 16 at 512 (layer5 160x32x32) is checked with the
+    # segmentor, in test_segmentation.py.
+    model = EdgeFormer('s', out_indices=(3, 4, 5), output_stride=8).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 512, 512))
+    assert [o.shape[1:] for o in outs] == [
+        (96, 64, 64), (128, 64, 64), (160, 64, 64)
+    ]
+
+
+def test_output_stride_keeps_the_weights_and_subsamples_exactly():
+    """Same parameters at every output stride (a classifier checkpoint loads
+    strictly), and the blocks that stop downsampling compute what the
+    downsampling ones do, at every position instead of every other one:
+    stride 2 is stride 1 subsampled, and a dilation-2 conv on a map is, at
+    even positions, the undilated conv on the subsampled map."""
+    torch.manual_seed(0)
+    models = {
+        stride: EdgeFormer('xs', out_indices=(5, ), output_stride=stride)
+        for stride in (32, 16, 8)
+    }
+    for model in models.values():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                nn.init.uniform_(m.running_mean, -0.5, 0.5)
+                nn.init.uniform_(m.running_var, 0.5, 1.5)
+                nn.init.uniform_(m.weight, 0.5, 1.5)
+                nn.init.uniform_(m.bias, -0.5, 0.5)
+    weights = models[32].state_dict()
+    assert count_parameters(models[16]) == count_parameters(models[32])
+    assert count_parameters(models[8]) == count_parameters(models[32])
+    models[16].load_state_dict(weights)
+    models[8].load_state_dict(weights)
+    for model in models.values():
+        model.eval()
+    with torch.no_grad():
+        x4 = torch.rand(1, 96, 12, 10)
+        expected = models[32].layer4[0](x4)
+        torch.testing.assert_close(models[16].layer4[0](x4), expected)
+        torch.testing.assert_close(models[8].layer4[0](x4)[..., ::2, ::2],
+                                   expected)
+        x5 = torch.rand(1, 128, 12, 10)
+        expected = models[32].layer5[0](x5)
+        assert expected.shape[2:] == (6, 5)
+        undilated = models[16].layer5[0](x5)
+        torch.testing.assert_close(undilated[..., ::2, ::2], expected)
+        # OS8: layer5 sees a map twice as large as at OS16.
+        x5_large = torch.rand(1, 128, 24, 20)
+        torch.testing.assert_close(
+            models[8].layer5[0](x5_large)[..., ::2, ::2],
+            models[16].layer5[0](x5_large[..., ::2, ::2]))
+
+
 def custom_arch(**changes):
     arch = {
         'stem_channels': 8,
@@ -215,6 +306,9 @@ VALID = dict(arch='xs', out_indices=(4, ))
         (dict(frozen_stages=7), ValueError, 'from -1 to 6'),
         (dict(frozen_stages=-2), ValueError, 'from -1 to 6'),
         (dict(in_channels=0), ValueError, 'positive int'),
+        (dict(output_stride=7), ValueError,
+         r'output_stride must be one of.*got 7'),
+        (dict(output_stride=4), ValueError, 'output_stride'),
     ])
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -10,6 +10,9 @@
    backbone initialised from step 2's classifier as a detector's backbone
    is from an ImageNet one, prints bbox mAP before and after, and writes a
    validation image with its predicted boxes.
+4. The same for DeepLabV3-EdgeFormer-XS on the generated tiny VOC-format
+   segmentation set: mIoU before and after, a validation image with its
+   predicted mask.
 """
 import argparse
 import contextlib
@@ -24,11 +27,13 @@ from mmpretrain import get_model
 
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner, count_macs, count_parameters
-from edgeformer_mm.utils.tiny_datasets import make_tiny_coco, make_tiny_shapes
+from edgeformer_mm.utils.tiny_datasets import (make_tiny_coco,
+                                               make_tiny_shapes, make_tiny_voc)
 
 TINY_CONFIG = ('configs/mmpretrain/edgeformer/'
                'edgeformer-xs_1xb32_tiny-shapes.py')
 TINY_DET_CONFIG = 'configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py'
+TINY_SEG_CONFIG = 'configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py'
 
 # The official models' figures: parameters of the classifier and its MACs at
 # 256x256, counted like count_macs does (the official code, random weights).
@@ -107,7 +112,7 @@ def train_from_classifier(title: str, config: str, make_data, work_dir: str,
         for key in metrics
     }
     for name, values in (('before', untrained), ('after', trained)):
-        figures = ', '.join(f'{label} {values[key]:.3f}'
+        figures = ', '.join(f'{label} {values[key]:.3g}'
                             for key, label in metrics.items())
         print(f'  {name + " training:":<17}{figures}')
     return osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
@@ -153,6 +158,17 @@ def main():
         })
     run_image_demo('data/tiny_coco/val/0000.png', TINY_DET_CONFIG, detector,
                    osp.join(args.work_dir, 'detection_demo.png'))
+
+    segmentor = train_from_classifier(
+        'DeepLabV3-EdgeFormer-XS', TINY_SEG_CONFIG, make_tiny_voc,
+        osp.join(args.work_dir, 'deeplabv3_edgeformer_xs_tiny-voc'),
+        checkpoint, {
+            'mIoU': 'mIoU (%)',
+            'aAcc': 'pixel accuracy (%)'
+        })
+    run_image_demo('data/tiny_voc/JPEGImages/val_0000.jpg', TINY_SEG_CONFIG,
+                   segmentor,
+                   osp.join(args.work_dir, 'segmentation_demo.png'))
 
 
 if __name__ == '__main__':

@@ -14,14 +14,23 @@ DATA_HINTS = {
     '{train,val}.txt',
     'CocoDataset': 'COCO 2017: annotations/, train2017/, val2017/',
     'CustomDataset': 'an ImageNet-format folder',
+    'PascalVOCDataset': 'PASCAL VOC 2012 (VOCdevkit/VOC2012) with the SBD '
+    'annotations converted by mmseg (SegmentationClassAug/, '
+    'ImageSets/Segmentation/aug.txt)',
+    'CityscapesDataset': 'Cityscapes (leftImg8bit/, gtFine/ with the '
+    '*_labelTrainIds.png maps from mmseg)',
 }
 
 
 def _datasets(key: str, dataset_cfg):
-    """(config key, config) of a dataset and of the datasets it wraps."""
-    while dataset_cfg is not None:
-        yield key, dataset_cfg
-        key, dataset_cfg = f'{key}.dataset', dataset_cfg.get('dataset')
+    """(config key, config) of a dataset and of the datasets it wraps (one
+    ``dataset`` or, as ``ConcatDataset``, a list of ``datasets``)."""
+    if dataset_cfg is None:
+        return
+    yield key, dataset_cfg
+    yield from _datasets(f'{key}.dataset', dataset_cfg.get('dataset'))
+    for i, wrapped in enumerate(dataset_cfg.get('datasets') or []):
+        yield from _datasets(f'{key}.datasets.{i}', wrapped)
 
 
 def check_data_roots(cfg: Config):

@@ -12,6 +12,14 @@ import cv2
 import numpy as np
 
 SHAPE_CLASSES = ('circle', 'square', 'triangle', 'cross')
+# Classes of the segmentation set: its label maps hold these indices.
+SEG_CLASSES = ('background', ) + SHAPE_CLASSES
+# Colours (RGB) of SEG_CLASSES for mmseg's metainfo: those of the same
+# indices in PASCAL VOC.
+SEG_PALETTE = ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0),
+               (0, 0, 128))
+# Label of pixels that the segmentation set leaves unannotated.
+SEG_IGNORE_INDEX = 255
 
 # Outlines of the polygon classes in the shape's own frame, for a radius of
 # 1: the square's and triangle's corners and the ends of the cross's arms
@@ -194,6 +202,27 @@ def _place_objects(rng: np.random.Generator, height: int, width: int,
     return objects
 
 
+def _size(image_size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+    """``(height, width)`` of an ``image_size`` argument."""
+    return ((image_size, image_size) if isinstance(image_size, int) else
+            tuple(image_size))
+
+
+def _random_scene(rng: np.random.Generator, height: int,
+                  width: int) -> Tuple[np.ndarray, list]:
+    """One to five shapes of :func:`_place_objects` on a textured background.
+
+    Returns:
+        tuple[np.ndarray, list]: The BGR uint8 image and the objects of
+        :func:`_place_objects`.
+    """
+    image = _textured_background(rng, height, width)
+    objects = _place_objects(rng, height, width, int(rng.integers(1, 6)))
+    for _, visible, colour in objects:
+        image[visible] = colour
+    return np.clip(image, 0, 255).astype(np.uint8), objects
+
+
 def make_tiny_coco(root: str,
                    num_train: int = 200,
                    num_val: int = 50,
@@ -226,8 +255,7 @@ def make_tiny_coco(root: str,
     Returns:
         str: ``root``.
     """
-    height, width = ((image_size, image_size) if isinstance(image_size, int)
-                     else image_size)
+    height, width = _size(image_size)
     rng = np.random.default_rng(seed)
     root_path = Path(root)
     (root_path / 'annotations').mkdir(parents=True, exist_ok=True)
@@ -239,12 +267,9 @@ def make_tiny_coco(root: str,
         (root_path / split).mkdir(exist_ok=True)
         images, annotations = [], []
         for index in range(num_images):
-            image = _textured_background(rng, height, width)
-            objects = _place_objects(rng, height, width,
-                                     int(rng.integers(1, 6)))
+            image, objects = _random_scene(rng, height, width)
             image_id = index + 1
-            for label, visible, colour in objects:
-                image[visible] = colour
+            for label, visible, _ in objects:
                 ys, xs = np.nonzero(visible)
                 x, y = int(xs.min()), int(ys.min())
                 annotations.append(
@@ -257,8 +282,7 @@ def make_tiny_coco(root: str,
                         area=int(visible.sum()),
                         iscrowd=0))
             file_name = f'{index:04d}.png'
-            cv2.imwrite(osp.join(root, split, file_name),
-                        np.clip(image, 0, 255).astype(np.uint8))
+            cv2.imwrite(osp.join(root, split, file_name), image)
             images.append(
                 dict(
                     id=image_id,
@@ -272,4 +296,84 @@ def make_tiny_coco(root: str,
             categories=categories)
         (root_path / 'annotations' / f'instances_{split}.json').write_text(
             json.dumps(coco))
+    return root
+
+
+def make_tiny_voc(root: str,
+                  num_train: int = 200,
+                  num_val: int = 50,
+                  image_size: Union[int, Tuple[int, int]] = 128,
+                  seed: int = 0) -> str:
+    """Write the tiny shapes semantic segmentation set in PASCAL VOC layout.
+
+    The images are the scenes of :func:`make_tiny_coco` for the same
+    arguments (one to five shapes with random positions, sizes, stretches,
+    rotations and colours on a textured background; some cross the border,
+    some overlap, the later painted on top), saved as JPEG of quality 95.
+    A label map holds per pixel the index in :data:`SEG_CLASSES` of what is
+    visible there: 0 for the background, 1 to 4 for the shapes.
+
+    Like VOC, which marks uncertain pixels with 255, about half the label
+    maps leave a band unannotated: along each of one to four random image
+    edges, a strip of random width (2 to 6 pixels) is set to
+    :data:`SEG_IGNORE_INDEX`, whatever lies beneath. The bands come from a
+    second random generator, so the images stay those of the COCO set.
+    Layout (mmseg ``PascalVOCDataset``)::
+
+        root/JPEGImages/train_0000.jpg
+        root/JPEGImages/val_0000.jpg
+        root/SegmentationClass/train_0000.png   single-channel uint8 PNG
+        root/SegmentationClass/val_0000.png
+        root/ImageSets/Segmentation/train.txt   one image name a line,
+        root/ImageSets/Segmentation/val.txt     without suffix
+
+    mmseg's ``PascalVOCDataset`` refuses ``metainfo`` classes that are not
+    VOC class names: load the set with a subclass whose ``METAINFO`` is
+    ``dict(classes=SEG_CLASSES, palette=SEG_PALETTE)``, or with
+    ``BaseSegDataset`` and ``img_suffix='.jpg', seg_map_suffix='.png'``.
+
+    Args:
+        root (str): Output folder.
+        num_train (int): Training images. Defaults to 200.
+        num_val (int): Validation images. Defaults to 50.
+        image_size (int | tuple[int, int]): Side of the square images, or
+            ``(height, width)``. Defaults to 128.
+        seed (int): Seed of the random generators. Defaults to 0.
+
+    Returns:
+        str: ``root``.
+    """
+    height, width = _size(image_size)
+    rng = np.random.default_rng(seed)
+    band_rng = np.random.default_rng((seed, 1))
+    root_path = Path(root)
+    for folder in ('JPEGImages', 'SegmentationClass',
+                   'ImageSets/Segmentation'):
+        (root_path / folder).mkdir(parents=True, exist_ok=True)
+    for split, num_images in (('train', num_train), ('val', num_val)):
+        names = []
+        for index in range(num_images):
+            image, objects = _random_scene(rng, height, width)
+            seg_map = np.zeros((height, width), np.uint8)
+            for label, visible, _ in objects:
+                seg_map[visible] = label + 1
+            if band_rng.random() < 0.5:
+                # One to four edges: the set bits of a number in 1..15.
+                edges = int(band_rng.integers(1, 16))
+                top, bottom, left, right = (
+                    int(w) if edges >> i & 1 else 0
+                    for i, w in enumerate(band_rng.integers(2, 7, size=4)))
+                seg_map[:top] = SEG_IGNORE_INDEX
+                seg_map[height - bottom:] = SEG_IGNORE_INDEX
+                seg_map[:, :left] = SEG_IGNORE_INDEX
+                seg_map[:, width - right:] = SEG_IGNORE_INDEX
+            name = f'{split}_{index:04d}'
+            cv2.imwrite(str(root_path / 'JPEGImages' / f'{name}.jpg'),
+                        image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(
+                str(root_path / 'SegmentationClass' / f'{name}.png'),
+                seg_map)
+            names.append(name)
+        (root_path / 'ImageSets' / 'Segmentation' /
+         f'{split}.txt').write_text('\n'.join(names) + '\n')
     return root

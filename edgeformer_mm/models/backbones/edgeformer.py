@@ -133,6 +133,14 @@ class EdgeFormer(BaseBackbone):
         in_channels (int): Number of input channels. Defaults to 3.
         out_indices (int | Sequence[int]): Output from which stages (0 to 6,
             negative values count from the end). Defaults to ``(6, )``.
+        output_stride (int): 32, 16 or 8, the stride of layer5's output. For
+            dense prediction, as in the official segmentation models, 16
+            keeps layer5 and 8 keeps layer4 and layer5 at stride 1 instead
+            of 2: their first (MobileNetV2) block does not downsample, and
+            its depthwise conv takes the dilation gathered by the earlier
+            stride-1 stages (so 8 dilates layer5's by 2; nothing else is
+            dilated). The GCC kernels and embeddings follow the larger maps
+            as at any input size. Defaults to 32.
         frozen_stages (int): Stages up to this index are frozen (eval mode,
             no gradients). -1 freezes nothing. Defaults to -1.
         norm_eval (bool): Whether to keep all norm layers in eval mode (frozen
@@ -202,6 +210,8 @@ class EdgeFormer(BaseBackbone):
     }
     all_stage_names = ('stem', 'layer1', 'layer2', 'layer3', 'layer4',
                        'layer5', 'conv_1x1_exp')
+    # Output stride -> how many of the last layers keep stride 1.
+    output_strides = {32: 0, 16: 1, 8: 2}
     num_stages = len(all_stage_names)
     # The expansion conv is 4x its input, at most this wide.
     max_exp_channels = 960
@@ -210,6 +220,7 @@ class EdgeFormer(BaseBackbone):
                  arch='s',
                  in_channels: int = 3,
                  out_indices=(6, ),
+                 output_stride: int = 32,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  expand_ratio: int = 4,
@@ -230,6 +241,10 @@ class EdgeFormer(BaseBackbone):
         check_positive_int(in_channels, 'in_channels')
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
+        if output_stride not in self.output_strides:
+            raise ValueError(f'output_stride must be one of '
+                             f'{self.output_strides}, got {output_stride!r}')
+        self.output_stride = output_stride
         if not isinstance(frozen_stages, int) or not (
                 -1 <= frozen_stages < self.num_stages):
             raise ValueError(
@@ -249,21 +264,30 @@ class EdgeFormer(BaseBackbone):
                        stride=2,
                        padding=kernel_size // 2,
                        **common), channels)]
-        for spec in self.arch['layers']:
+        num_layers = len(self.arch['layers'])
+        first_undilated = num_layers - self.output_strides[output_stride]
+        dilation = 1
+        for i, spec in enumerate(self.arch['layers']):
+            stride, first_dilation = spec[2], dilation
+            if i >= first_undilated and stride == 2:
+                # The official dilate_l4 / dilate_l5: later stages see the
+                # map at twice the resolution.
+                stride, dilation = 1, 2 * dilation
             if spec[0] == 'mv2':
-                _, out_channels, stride, num_blocks = spec
+                _, out_channels, _, num_blocks = spec
                 blocks = [
                     self._mv2_block(channels if j == 0 else out_channels,
                                     out_channels, stride if j == 0 else 1,
-                                    expand_ratio, common)
+                                    expand_ratio, common,
+                                    first_dilation if j == 0 else 1)
                     for j in range(num_blocks)
                 ]
             else:
-                (_, out_channels, stride, global_channels, ffn_channels,
+                (_, out_channels, _, global_channels, ffn_channels,
                  num_gcc_blocks, meta_kernel_size) = spec
                 blocks = [
                     self._mv2_block(channels, out_channels, stride,
-                                    expand_ratio, common),
+                                    expand_ratio, common, first_dilation),
                     ParCStage(
                         out_channels,
                         global_channels,
@@ -292,13 +316,19 @@ class EdgeFormer(BaseBackbone):
         self._freeze_stages()
 
     @staticmethod
-    def _mv2_block(in_channels, out_channels, stride, expand_ratio, common):
-        return InvertedResidual(
+    def _mv2_block(in_channels, out_channels, stride, expand_ratio, common,
+                   dilation=1):
+        block = InvertedResidual(
             in_channels,
             out_channels,
             mid_channels=in_channels * expand_ratio,
             stride=stride,
             **common)
+        # mmpretrain's block has no dilation argument; its depthwise conv is
+        # 3x3 with padding 1, so dilation d needs padding d.
+        depthwise = block.depthwise_conv.conv
+        depthwise.dilation = depthwise.padding = (dilation, dilation)
+        return block
 
     def init_weights(self):
         """Initialise, loading ``Pretrained`` weights strictly.
