@@ -16,7 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS, register
 from ...utils.validation import check_positive_int
-from ..layers import GCCBlock
+from ..layers import GCCBlock, GCCBranch
 
 
 class ParCStage(BaseModule):
@@ -252,6 +252,8 @@ class EdgeFormer(BaseBackbone):
                 f'{self.num_stages - 1}, got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        # (H, W) once switch_to_deploy has baked the model for it.
+        self.deploy_input_size = None
 
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         kernel_size = self.arch['stem_kernel_size']
@@ -329,6 +331,41 @@ class EdgeFormer(BaseBackbone):
         depthwise = block.depthwise_conv.conv
         depthwise.dilation = depthwise.padding = (dilation, dilation)
         return block
+
+    @torch.no_grad()
+    def switch_to_deploy(self, input_size):
+        """Bake the model for inference on ``input_size`` (H, W) inputs.
+
+        Every GCC branch gets fixed kernels for the map it sees at that
+        input size, with its BatchNorm and positional embeddings folded into
+        them and into one bias (:meth:`GCCBranch.switch_to_deploy`): no
+        kernel interpolation and no embedding add is left, which makes a
+        static graph for export and saves work at run time. Outputs equal
+        the original model's in eval mode up to rounding. The model is put
+        in eval mode; it only runs at ``input_size`` afterwards, and cannot
+        be trained.
+
+        Args:
+            input_size (tuple[int, int]): Height and width of the images.
+        """
+        sizes = {}
+
+        def record_size(branch, args):
+            sizes[branch] = tuple(args[0].shape[2:])
+
+        hooks = [
+            branch.register_forward_pre_hook(record_size)
+            for branch in self.modules() if isinstance(branch, GCCBranch)
+        ]
+        self.eval()
+        try:
+            self(torch.zeros(1, self.in_channels, *input_size))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for branch, (height, width) in sizes.items():
+            branch.switch_to_deploy(height, width)
+        self.deploy_input_size = tuple(input_size)
 
     def init_weights(self):
         """Initialise, loading ``Pretrained`` weights strictly.
@@ -483,6 +520,11 @@ class EdgeFormer(BaseBackbone):
                 param.requires_grad = False
 
     def train(self, mode: bool = True):
+        if mode and self.deploy_input_size is not None:
+            raise RuntimeError(
+                'This EdgeFormer was switched to deploy mode (inference at '
+                f'{self.deploy_input_size[0]}x{self.deploy_input_size[1]}) '
+                'and cannot be trained')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

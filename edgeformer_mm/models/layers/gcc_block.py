@@ -6,7 +6,8 @@ from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .gcc import AxialPositionalEmbedding, GlobalCircularConv
+from .gcc import (DIRECTION_DIMS, AxialPositionalEmbedding, GlobalCircularConv,
+                  global_circular_conv)
 
 
 class GCCBranch(BaseModule):
@@ -47,10 +48,77 @@ class GCCBranch(BaseModule):
                                         first_direction)
         self.gcc_2 = GlobalCircularConv(channels, meta_kernel_size,
                                         second_direction)
+        self.dims = (DIRECTION_DIMS[first_direction],
+                     DIRECTION_DIMS[second_direction])
+        # (height, width) once baked by switch_to_deploy.
+        self.deploy_size = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.deploy_size is not None:
+            if tuple(x.shape[2:]) != self.deploy_size:
+                raise ValueError(
+                    f'This GCC branch was switched to deploy mode for '
+                    f'{self.deploy_size[0]}x{self.deploy_size[1]} inputs, '
+                    f'got {x.shape[2]}x{x.shape[3]}: switch an undeployed '
+                    'copy of the model to deploy mode for that size')
+            x = global_circular_conv(x, self.deploy_kernel_1, self.dims[0])
+            return global_circular_conv(x, self.deploy_kernel_2,
+                                        self.dims[1]) + self.deploy_bias
         x = self.gcc_1(self.norm(self.pe_1(x)))
         return self.gcc_2(self.pe_2(x))
+
+    @torch.no_grad()
+    def switch_to_deploy(self, height: int, width: int):
+        """Bake the branch for ``height`` x ``width`` inputs (inference).
+
+        The kernels are resized once, the norm's scale ``a`` is folded into
+        the first one, and the linear rest, the embeddings and the norm's
+        shift ``b``, passes through the convs into one constant bias map::
+
+            gcc_2(gcc_1(a * (x + pe_1) + b) + pe_2)
+              = conv_2(conv_1(x))
+                + sum(k_2) * gcc_1(a * pe_1 + b) + gcc_2(pe_2)
+
+        with ``conv_1`` using ``a * k_1``. No interpolation, embedding add or
+        norm is left; the result equals the original up to rounding, at this
+        size only. The norm must be a BatchNorm, with its running
+        statistics.
+        """
+        if not isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            raise TypeError('switch_to_deploy folds a BatchNorm; this branch '
+                            f'has a {type(self.norm).__name__}')
+        lengths = [(height, width)[dim - 2] for dim in self.dims]
+        kernel_1 = self.gcc_1.instance_kernel(lengths[0])
+        kernel_2 = self.gcc_2.instance_kernel(lengths[1])
+        norm = self.norm
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+
+        def along(values: Tensor, dim: int) -> Tensor:
+            """(C, n) values as a (1, C, n, 1) or (1, C, 1, n) map."""
+            return values[None, :, :, None] if dim == 2 else values[None, :,
+                                                                    None, :]
+
+        first = shift[:, None].expand(-1, lengths[0])
+        second = kernel_2.new_zeros(kernel_2.shape)
+        use_pe = isinstance(self.pe_1, AxialPositionalEmbedding)
+        if use_pe:
+            first = first + scale[:, None] * self.pe_1.instance_embedding(
+                lengths[0])
+            second = self.pe_2.instance_embedding(lengths[1])
+        bias = (global_circular_conv(
+            along(first, self.dims[0]), kernel_1, self.dims[0]) *
+                kernel_2.sum(1)[None, :, None, None] + global_circular_conv(
+                    along(second, self.dims[1]), kernel_2, self.dims[1]))
+        if not use_pe:
+            # Constant over the map: one bias per channel.
+            bias = bias[:, :, :1, :1]
+        self.register_buffer('deploy_kernel_1', kernel_1 * scale[:, None])
+        self.register_buffer('deploy_kernel_2', kernel_2.clone())
+        self.register_buffer('deploy_bias', bias)
+        for name in ('pe_1', 'pe_2', 'norm', 'gcc_1', 'gcc_2'):
+            delattr(self, name)
+        self.deploy_size = (height, width)
 
 
 class ChannelAttention(BaseModule):

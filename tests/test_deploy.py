@@ -1,0 +1,106 @@
+"""Deploy mode: GCC branches baked for one input size (re-parameterised)."""
+import copy
+
+import pytest
+import torch
+
+from edgeformer_mm.models import EdgeFormer
+from edgeformer_mm.models.layers import (AxialPositionalEmbedding, GCCBranch,
+                                         GlobalCircularConv)
+
+
+def relative_error(out, ref):
+    return ((out - ref).abs().max() / ref.abs().max()).item()
+
+
+def randomise_norm(norm, seed):
+    gen = torch.Generator().manual_seed(seed)
+    channels = norm.num_features
+    norm.running_mean.copy_(torch.randn(channels, generator=gen))
+    norm.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
+    norm.weight.data.copy_(torch.randn(channels, generator=gen))
+    norm.bias.data.copy_(torch.randn(channels, generator=gen))
+
+
+@pytest.mark.parametrize('first_direction', ['h', 'w'])
+@pytest.mark.parametrize('use_pe', [True, False])
+@pytest.mark.parametrize('size', [(7, 7), (5, 11), (12, 3), (1, 6)])
+def test_branch_equals_the_original(first_direction, use_pe, size):
+    torch.manual_seed(0)
+    branch = GCCBranch(6, 8, first_direction, use_pe)
+    randomise_norm(branch.norm, seed=1)
+    branch.eval()
+    x = torch.randn(2, 6, *size)
+    with torch.no_grad():
+        ref = branch(x)
+        branch.switch_to_deploy(*size)
+        out = branch(x)
+    assert relative_error(out, ref) < 1e-5
+    # Only the baked kernels and bias are left.
+    assert not list(branch.children())
+    lengths = size if first_direction == 'h' else size[::-1]
+    assert branch.deploy_kernel_1.shape == (6, lengths[0])
+    assert branch.deploy_kernel_2.shape == (6, lengths[1])
+    # Embeddings vary over the map; without them the bias is per channel.
+    assert branch.deploy_bias.shape == ((1, 6) + size if use_pe else
+                                        (1, 6, 1, 1))
+
+
+def test_branch_runs_at_its_size_only():
+    branch = GCCBranch(4, 8, 'h', True).eval()
+    branch.switch_to_deploy(8, 10)
+    with pytest.raises(ValueError,
+                       match='deploy mode for 8x10 inputs, got 10x8'):
+        branch(torch.randn(1, 4, 10, 8))
+
+
+def test_branch_needs_a_batch_norm():
+    branch = GCCBranch(
+        4, 8, 'h', True, norm_cfg=dict(type='GN', num_groups=2))
+    with pytest.raises(TypeError, match='folds a BatchNorm'):
+        branch.switch_to_deploy(8, 8)
+
+
+@pytest.fixture(scope='module')
+def calibrated():
+    """EdgeFormer-S with BN statistics from a few training batches, so that
+    its outputs depend on the input."""
+    torch.manual_seed(0)
+    model = EdgeFormer('s', out_indices=(3, 4, 5))
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, 96, 128))
+    return model.eval()
+
+
+@pytest.mark.parametrize('size', [(256, 256), (224, 320), (320, 256)])
+def test_backbone_equals_the_original(calibrated, size):
+    x = torch.rand(1, 3, *size)
+    deployed = copy.deepcopy(calibrated)
+    deployed.switch_to_deploy(size)
+    with torch.no_grad():
+        refs = calibrated(x)
+        outs = deployed(x)
+    for out, ref in zip(outs, refs):
+        assert relative_error(out, ref) < 1e-5
+    assert deployed.deploy_input_size == size
+    # No meta kernel or embedding is left, so no interpolation or PE add.
+    assert not any(
+        isinstance(m, (GlobalCircularConv, AxialPositionalEmbedding))
+        for m in deployed.modules())
+    graph = str(torch.jit.trace(deployed, x).inlined_graph)
+    assert 'upsample' not in graph and 'interpolate' not in graph
+    # At 256 the maps have the meta sizes: nothing to resize there.
+    resizes = 'upsample_linear1d' in str(
+        torch.jit.trace(calibrated, x).inlined_graph)
+    assert resizes == (size != (256, 256))
+
+
+def test_deployed_backbone_cannot_train(calibrated):
+    deployed = copy.deepcopy(calibrated)
+    deployed.switch_to_deploy((128, 128))
+    with pytest.raises(RuntimeError, match='deploy mode .* cannot be trained'):
+        deployed.train()
+    with pytest.raises(ValueError, match='deploy mode for 16x16'):
+        with torch.no_grad():
+            deployed(torch.rand(1, 3, 160, 160))
