@@ -35,6 +35,14 @@ import edgeformer_mm  # noqa: F401  (registers the models and their names)
 MIN_DRAWN_SIDE = 320
 
 
+def read_enlarged(path: str):
+    """The RGB image, enlarged to a side of at least ``MIN_DRAWN_SIDE``,
+    and the scale factor."""
+    image = mmcv.imread(path, channel_order='rgb')
+    scale = max(1., MIN_DRAWN_SIDE / max(image.shape[:2]))
+    return mmcv.imrescale(image, scale), scale
+
+
 def codebase_of(model: str) -> str:
     """'mmpretrain' for model names, else the config's default scope."""
     if not model.endswith('.py'):
@@ -85,9 +93,7 @@ def detect(args):
         print(f'  {classes[label]:<16} {score:.3f}  '
               f'({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})')
 
-    image = mmcv.imread(args.img, channel_order='rgb')
-    scale = max(1., MIN_DRAWN_SIDE / max(image.shape[:2]))
-    image = mmcv.imrescale(image, scale)
+    image, scale = read_enlarged(args.img)
     instances.bboxes = instances.bboxes * scale
     pred.pred_instances = instances
     visualizer = DetLocalVisualizer(line_width=2)
@@ -115,9 +121,7 @@ def segment(args):
     for label, count in zip(*labels.unique(return_counts=True)):
         print(f'  {classes[label]:<16} {count / labels.numel():6.1%}')
 
-    image = mmcv.imread(args.img, channel_order='rgb')
-    scale = max(1., MIN_DRAWN_SIDE / max(image.shape[:2]))
-    image = mmcv.imrescale(image, scale)
+    image, scale = read_enlarged(args.img)
     pred.pred_sem_seg = PixelData(data=torch.from_numpy(
         mmcv.imresize(
             labels.numpy().astype('uint8'), image.shape[1::-1],

@@ -14,7 +14,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from tiny_runs import shorten_to_one_epoch
+from tiny_runs import run_image_demo, shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
@@ -200,20 +200,10 @@ def test_two_iterations_train_and_val_with_coco_metric(tmp_path):
     assert osp.isfile(checkpoint)
 
     # The image demo draws the (untrained) detector's boxes.
-    out_file = tmp_path / 'boxes.png'
-    command = [
-        sys.executable,
-        osp.join(REPO, 'demo', 'image_demo.py'),
-        osp.join(root, 'val', '0000.png'), TINY, '--checkpoint',
-        str(checkpoint), '--score-thr', '0', '--out-file',
-        str(out_file)
-    ]
-    demo = subprocess.run(
-        command, capture_output=True, text=True, cwd=tmp_path)
-    assert demo.returncode == 0, demo.stderr[-3000:]
-    assert 'boxes with score >= 0.0' in demo.stdout
-    # Enlarged from 96 to 320 pixels for drawing.
-    assert cv2.imread(str(out_file)).shape == (320, 320, 3)
+    stdout = run_image_demo(
+        osp.join(root, 'val', '0000.png'), TINY, checkpoint,
+        tmp_path / 'boxes.png', '--score-thr', '0')
+    assert 'boxes with score >= 0.0' in stdout
 
 
 def test_keep_ratio_resize_trains_and_predicts_on_non_square_batches(

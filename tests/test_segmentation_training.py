@@ -4,12 +4,11 @@ import os.path as osp
 import subprocess
 import sys
 
-import cv2
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from tiny_runs import shorten_to_one_epoch
+from tiny_runs import run_image_demo, shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
@@ -91,20 +90,10 @@ def test_two_iterations_train_and_val_with_iou_metric(tmp_path):
     assert osp.isfile(checkpoint)
 
     # The image demo overlays the (untrained) segmentor's mask.
-    out_file = tmp_path / 'mask.png'
-    command = [
-        sys.executable,
-        osp.join(REPO, 'demo', 'image_demo.py'),
-        osp.join(root, 'JPEGImages', 'val_0000.jpg'), TINY, '--checkpoint',
-        str(checkpoint), '--out-file',
-        str(out_file)
-    ]
-    demo = subprocess.run(
-        command, capture_output=True, text=True, cwd=tmp_path)
-    assert demo.returncode == 0, demo.stderr[-3000:]
-    assert 'predicted classes (share of the pixels)' in demo.stdout
-    # Enlarged from 96 to 320 pixels for drawing.
-    assert cv2.imread(str(out_file)).shape == (320, 320, 3)
+    stdout = run_image_demo(
+        osp.join(root, 'JPEGImages', 'val_0000.jpg'), TINY, checkpoint,
+        tmp_path / 'mask.png')
+    assert 'predicted classes (share of the pixels)' in stdout
 
 
 def test_keep_ratio_resize_predicts_at_the_original_size(tmp_path):

@@ -1,4 +1,11 @@
 """Shared by the tests that train through mmengine's Runner."""
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def shorten_to_one_epoch(cfg, work_dir):
@@ -12,3 +19,24 @@ def shorten_to_one_epoch(cfg, work_dir):
         logger=dict(type='LoggerHook', interval=1),
         checkpoint=dict(type='CheckpointHook', interval=1))
     cfg.work_dir = str(work_dir)
+
+
+def run_image_demo(image, config, checkpoint, out_file, *options):
+    """Run demo/image_demo.py as a user does; return its stdout after
+    checking that it succeeded and drew a picture enlarged to 320 pixels
+    (the tiny sets' images are smaller)."""
+    command = [
+        sys.executable,
+        osp.join(REPO, 'demo', 'image_demo.py'), image, config,
+        '--checkpoint',
+        str(checkpoint), '--out-file',
+        str(out_file), *options
+    ]
+    demo = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=osp.dirname(str(out_file)))
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert cv2.imread(str(out_file)).shape == (320, 320, 3)
+    return demo.stdout
