@@ -17,5 +17,5 @@ test: $(SETUP_DONE)
 setup:
 	bash tools/setup_env.sh
 
-$(SETUP_DONE): tools/setup_env.sh setup.py requirements/openmmlab.txt requirements/tests.txt
+$(SETUP_DONE): tools/setup_env.sh setup.py requirements/openmmlab.txt requirements/deploy.txt requirements/tests.txt
 	bash tools/setup_env.sh

@@ -83,17 +83,17 @@ def test_backbone_equals_the_original(calibrated, size):
         outs = deployed(x)
     for out, ref in zip(outs, refs):
         assert relative_error(out, ref) < 1e-5
-    assert deployed.deploy_input_size == size
+    assert deployed.deployed_size == size
     # No meta kernel or embedding is left, so no interpolation or PE add.
     assert not any(
         isinstance(m, (GlobalCircularConv, AxialPositionalEmbedding))
         for m in deployed.modules())
     graph = str(torch.jit.trace(deployed, x).inlined_graph)
     assert 'upsample' not in graph and 'interpolate' not in graph
-    # At 256 the maps have the meta sizes: nothing to resize there.
-    resizes = 'upsample_linear1d' in str(
+    # Traced without deploy mode, the kernels are resized in the graph
+    # (even at 256, where the maps have the meta sizes).
+    assert 'upsample_linear1d' in str(
         torch.jit.trace(calibrated, x).inlined_graph)
-    assert resizes == (size != (256, 256))
 
 
 def test_deployed_backbone_cannot_train(calibrated):
@@ -104,3 +104,13 @@ def test_deployed_backbone_cannot_train(calibrated):
     with pytest.raises(ValueError, match='deploy mode for 16x16'):
         with torch.no_grad():
             deployed(torch.rand(1, 3, 160, 160))
+
+
+def test_deploy_input_size_is_the_default(calibrated):
+    """mmdeploy calls switch_to_deploy() without arguments."""
+    deployed = copy.deepcopy(calibrated)
+    deployed.switch_to_deploy()
+    assert deployed.deployed_size is None  # nothing to bake for
+    deployed.deploy_input_size = (96, 64)
+    deployed.switch_to_deploy()
+    assert deployed.deployed_size == (96, 64)

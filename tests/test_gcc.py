@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from edgeformer_mm.models.layers import (AxialPositionalEmbedding,
                                          GlobalCircularConv,
                                          global_circular_conv, resize_meta)
+from edgeformer_mm.models.layers.gcc import circulant_matmul
 
 
 def roll_reference(x, kernel, dim):
@@ -19,13 +20,16 @@ def roll_reference(x, kernel, dim):
     return y
 
 
+@pytest.mark.parametrize('operator', [global_circular_conv, circulant_matmul])
 @pytest.mark.parametrize('dim', [2, 3])
 @pytest.mark.parametrize('size', [(1, 1), (2, 3), (5, 7), (8, 8), (17, 4)])
-def test_global_circular_conv_matches_roll_reference(dim, size):
+def test_global_circular_conv_matches_roll_reference(operator, dim, size):
+    """Both forms: the convolution and the circulant product that dynamic
+    ONNX exports use."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, *size, dtype=torch.float64)
     kernel = torch.randn(3, x.shape[dim], dtype=torch.float64)
-    y = global_circular_conv(x, kernel, dim)
+    y = operator(x, kernel, dim)
     assert y.shape == x.shape
     torch.testing.assert_close(y, roll_reference(x, kernel, dim))
 

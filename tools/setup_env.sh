@@ -80,8 +80,9 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     echo "    mmcv built in $(elapsed "$BUILD_START")"
 fi
 
-step "install mmcv (cached wheel), the OpenMMLab stack and the test tools"
-$PIP install -q "$WHEEL_DIR"/mmcv-*.whl -r requirements/openmmlab.txt -r requirements/tests.txt
+step "install mmcv (cached wheel), the OpenMMLab stack, the deployment and test tools"
+$PIP install -q "$WHEEL_DIR"/mmcv-*.whl -r requirements/openmmlab.txt \
+    -r requirements/deploy.txt -r requirements/tests.txt
 
 step "install edgeformer_mm in editable mode"
 $PIP install -q --no-build-isolation -e .
@@ -91,6 +92,7 @@ $VENV/bin/python - <<'PY'
 import mmcv, mmcv.ops, torch  # mmcv.ops needs the compiled extension
 from mmcv.ops import batched_nms  # noqa: F401
 import mmdet.models, mmpretrain.models, mmseg.models  # noqa: F401
+import mmdeploy.apis, onnxruntime  # noqa: F401
 import edgeformer_mm
 print(f'    torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
       f'edgeformer_mm {edgeformer_mm.__version__}')

@@ -149,6 +149,11 @@ class EdgeFormer(BaseBackbone):
             Defaults to 4.
         ffn_drop_rate (float): Dropout after the FFN of each GCC block.
             Defaults to 0.1.
+        deploy_input_size (tuple[int, int], optional): ``(H, W)`` for which
+            :meth:`switch_to_deploy` without an argument bakes the model (as
+            mmdeploy calls it; tools/deploy.py sets it from a static deploy
+            config). Defaults to None: the model stays as it is, resizing
+            its kernels to any input, and exports with dynamic shapes.
         conv_cfg (dict, optional): Config of the regular conv layers.
             Defaults to None.
         norm_cfg (dict): Config of the norm layers.
@@ -225,6 +230,7 @@ class EdgeFormer(BaseBackbone):
                  norm_eval: bool = False,
                  expand_ratio: int = 4,
                  ffn_drop_rate: float = 0.1,
+                 deploy_input_size=None,
                  conv_cfg=None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='SiLU'),
@@ -252,8 +258,10 @@ class EdgeFormer(BaseBackbone):
                 f'{self.num_stages - 1}, got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.deploy_input_size = (None if deploy_input_size is None else
+                                  tuple(deploy_input_size))
         # (H, W) once switch_to_deploy has baked the model for it.
-        self.deploy_input_size = None
+        self.deployed_size = None
 
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         kernel_size = self.arch['stem_kernel_size']
@@ -333,7 +341,7 @@ class EdgeFormer(BaseBackbone):
         return block
 
     @torch.no_grad()
-    def switch_to_deploy(self, input_size):
+    def switch_to_deploy(self, input_size=None):
         """Bake the model for inference on ``input_size`` (H, W) inputs.
 
         Every GCC branch gets fixed kernels for the map it sees at that
@@ -346,8 +354,14 @@ class EdgeFormer(BaseBackbone):
         be trained.
 
         Args:
-            input_size (tuple[int, int]): Height and width of the images.
+            input_size (tuple[int, int], optional): Height and width of the
+                images. Defaults to ``deploy_input_size``; if that is None
+                too, nothing changes (the model keeps resizing its kernels,
+                as a dynamic-shape export needs).
         """
+        input_size = input_size or self.deploy_input_size
+        if input_size is None:
+            return
         sizes = {}
 
         def record_size(branch, args):
@@ -365,7 +379,7 @@ class EdgeFormer(BaseBackbone):
                 hook.remove()
         for branch, (height, width) in sizes.items():
             branch.switch_to_deploy(height, width)
-        self.deploy_input_size = tuple(input_size)
+        self.deployed_size = tuple(input_size)
 
     def init_weights(self):
         """Initialise, loading ``Pretrained`` weights strictly.
@@ -520,11 +534,11 @@ class EdgeFormer(BaseBackbone):
                 param.requires_grad = False
 
     def train(self, mode: bool = True):
-        if mode and self.deploy_input_size is not None:
+        if mode and self.deployed_size is not None:
             raise RuntimeError(
                 'This EdgeFormer was switched to deploy mode (inference at '
-                f'{self.deploy_input_size[0]}x{self.deploy_input_size[1]}) '
-                'and cannot be trained')
+                f'{self.deployed_size[0]}x{self.deployed_size[1]}) and '
+                'cannot be trained')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

@@ -36,7 +36,9 @@ def resize_meta(meta: Tensor, size: int) -> Tensor:
     1-D linear interpolation with ``align_corners=True``: output ``i`` reads
     the input at ``i * (K - 1) / (size - 1)``; ``size == 1`` takes element 0.
     """
-    if meta.shape[-1] == size:
+    # When tracing (ONNX export) the resize stays in the graph, so that a
+    # graph traced at the meta size still follows other input sizes.
+    if meta.shape[-1] == size and not torch.jit.is_tracing():
         return meta
     return F.interpolate(
         meta.unsqueeze(0), size=size, mode='linear',
@@ -63,6 +65,23 @@ def global_circular_conv(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
     wrapped = torch.cat([x, x.narrow(dim, 0, n - 1)], dim=dim)
     weight_shape = (channels, 1, n, 1) if dim == 2 else (channels, 1, 1, n)
     return F.conv2d(wrapped, kernel.reshape(weight_shape), groups=channels)
+
+
+def circulant_matmul(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
+    """:func:`global_circular_conv` as a product with circulant matrices.
+
+    ``M[c, i, m] = kernel[c, (m - i) mod n]``, so ``y = M @ x`` along
+    ``dim``. Same result (up to rounding) and multiply count; unlike a
+    convolution whose kernel size depends on the input, it exports to ONNX
+    with dynamic height and width (Range, Mod, Gather and MatMul).
+    """
+    n = kernel.shape[1]
+    positions = torch.arange(n, device=kernel.device)
+    index = (positions[None, :] - positions[:, None]) % n
+    circulant = kernel[:, index].unsqueeze(0)  # (1, C, n, n): [c, i, m]
+    if dim == 2:
+        return torch.matmul(circulant, x)
+    return torch.matmul(x, circulant.transpose(2, 3))
 
 
 class GlobalCircularConv(nn.Module):
@@ -92,6 +111,11 @@ class GlobalCircularConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         kernel = self.instance_kernel(x.shape[self.dim])
+        if torch.onnx.is_in_onnx_export():
+            # The kernel size follows the input: the exporter cannot write
+            # a convolution with it for dynamic shapes. (A model switched
+            # to deploy mode has fixed kernels and exports convolutions.)
+            return circulant_matmul(x, kernel, self.dim)
         return global_circular_conv(x, kernel, self.dim)
 
     def extra_repr(self) -> str:
