@@ -2,8 +2,6 @@
 classification, static (deploy mode) and dynamic shapes, against PyTorch."""
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -12,6 +10,7 @@ import onnxruntime
 import pytest
 import torch
 from mmpretrain import get_model
+from tiny_runs import run_script
 
 import edgeformer_mm  # noqa: F401  (registers the models)
 
@@ -48,15 +47,9 @@ def calibrated(tmp_path_factory):
 
 def deploy(calibrated, deploy_cfg, work_dir):
     checkpoint, image, _ = calibrated
-    result = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'deploy.py'), MODEL_CFG, checkpoint,
-        osp.join(DEPLOY_CFGS, deploy_cfg), image, '--work-dir',
-        str(work_dir)
-    ],
-                            capture_output=True,
-                            text=True,
-                            cwd=REPO)
+    result = run_script('tools/deploy.py', MODEL_CFG, checkpoint,
+                        osp.join(DEPLOY_CFGS, deploy_cfg), image,
+                        '--work-dir', work_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     relative = re.search(r'onnxruntime vs PyTorch .* relative (\S+) ',
                          result.stdout)

@@ -4,8 +4,6 @@ import filecmp
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 from collections import Counter
 
 import cv2
@@ -14,7 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from tiny_runs import run_image_demo, shorten_to_one_epoch
+from tiny_runs import run_image_demo, run_script, shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
@@ -238,14 +236,10 @@ def test_keep_ratio_resize_trains_and_predicts_on_non_square_batches(
 
 
 def test_train_tool_says_where_to_put_coco(tmp_path):
-    result = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'train.py'),
-        osp.join(CONFIGS, 'ssdlite_edgeformer_s_coco.py')
-    ],
-                            capture_output=True,
-                            text=True,
-                            cwd=tmp_path)
+    result = run_script(
+        'tools/train.py',
+        osp.join(CONFIGS, 'ssdlite_edgeformer_s_coco.py'),
+        cwd=tmp_path)
     assert result.returncode != 0
     assert ("train_dataloader: data_root 'data/coco/' does not exist. "
             'Put COCO 2017: annotations/, train2017/, val2017/ there'

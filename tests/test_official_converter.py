@@ -5,37 +5,32 @@ import ast
 import functools
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from tiny_runs import run_script
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
+from edgeformer_mm.utils import build_model
 from edgeformer_mm.utils.official_checkpoint import (
     ConversionError, convert_official_state_dict, guess_task,
     read_official_checkpoint)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEY_LISTS = osp.join(REPO, 'tests', 'data', 'official_state_dicts')
-TOOL = osp.join(REPO, 'tools', 'model_converters',
-                'edgeformer_official_to_mm.py')
-# (official key list, task, our config, codebase)
+TOOL = 'tools/model_converters/edgeformer_official_to_mm.py'
+# (official key list, task, our config)
 MODELS = {
     'xs': ('edgeformer_xs', 'cls',
-           'mmpretrain/edgeformer/edgeformer-xs_8xb128_in1k.py', 'mmpretrain'),
+           'mmpretrain/edgeformer/edgeformer-xs_8xb128_in1k.py'),
     's': ('edgeformer_s', 'cls',
-          'mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py', 'mmpretrain'),
+          'mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py'),
     'h': ('edgeformer_h', 'cls',
-          'mmpretrain/edgeformer/edgeformer-h_8xb128_in1k.py', 'mmpretrain'),
-    'ssd': ('ssd_edgeformer_s', 'det', 'mmdet/ssdlite_edgeformer_s_coco.py',
-            'mmdet'),
+          'mmpretrain/edgeformer/edgeformer-h_8xb128_in1k.py'),
+    'ssd': ('ssd_edgeformer_s', 'det', 'mmdet/ssdlite_edgeformer_s_coco.py'),
     'deeplabv3': ('deeplabv3_edgeformer_s', 'seg',
-                  'mmseg/deeplabv3_edgeformer_s_voc12aug-512x512.py',
-                  'mmseg'),
+                  'mmseg/deeplabv3_edgeformer_s_voc12aug-512x512.py'),
 }
 
 
@@ -59,19 +54,16 @@ def official_state_dict(name, seed=0):
     return state_dict
 
 
-def build(config, codebase):
-    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
-    registry = __import__(f'{codebase}.registry', fromlist=['MODELS']).MODELS
-    with DefaultScope.overwrite_default_scope(codebase):
-        return registry.build(cfg.model)
+def build(config):
+    return build_model(osp.join(REPO, 'configs', config))
 
 
 @functools.lru_cache(maxsize=None)
 def convert_model(name):
     """(official state dict, task, our model with the converted weights)."""
-    key_list, task, config, codebase = MODELS[name]
+    key_list, task, config = MODELS[name]
     official = official_state_dict(key_list)
-    model = build(config, codebase)
+    model = build(config)
     state_dict = convert_official_state_dict(official, task,
                                              model.state_dict())
     model.load_state_dict(state_dict, strict=True)
@@ -254,7 +246,7 @@ def test_guess_task():
 
 @pytest.fixture(scope='module')
 def s_classifier():
-    return build(MODELS['s'][2], 'mmpretrain').state_dict()
+    return build(MODELS['s'][2]).state_dict()
 
 
 def test_wrong_task_is_an_error(s_classifier):
@@ -330,10 +322,7 @@ def test_unreadable_files_are_errors(tmp_path):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          capture_output=True,
-                          text=True,
-                          cwd=REPO)
+    return run_script(TOOL, *args)
 
 
 def test_tool_writes_a_checkpoint_that_loads_strictly(tmp_path):
@@ -344,7 +333,7 @@ def test_tool_writes_a_checkpoint_that_loads_strictly(tmp_path):
     assert 'official seg checkpoint, 587 keys -> 569 keys' in result.stdout
     checkpoint = torch.load(dst, map_location='cpu', weights_only=True)
     assert checkpoint['meta']['task'] == 'seg'
-    model = build(MODELS['deeplabv3'][2], 'mmseg')
+    model = build(MODELS['deeplabv3'][2])
     model.load_state_dict(checkpoint['state_dict'], strict=True)
     assert not (tmp_path / 'out' / 'converted.pth.partial').exists()
 

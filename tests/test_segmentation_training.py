@@ -1,14 +1,12 @@
 """DeepLabV3-EdgeFormer on the generated tiny VOC set: the tiny config,
 training and evaluation through the Runner, tools/train.py."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from tiny_runs import run_image_demo, shorten_to_one_epoch
+from tiny_runs import run_image_demo, run_script, shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
@@ -127,14 +125,10 @@ def test_keep_ratio_resize_predicts_at_the_original_size(tmp_path):
 
 
 def test_train_tool_says_where_to_put_voc(tmp_path):
-    result = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'train.py'),
-        osp.join(CONFIGS, 'deeplabv3_edgeformer_s_voc12aug-512x512.py')
-    ],
-                            capture_output=True,
-                            text=True,
-                            cwd=tmp_path)
+    result = run_script(
+        'tools/train.py',
+        osp.join(CONFIGS, 'deeplabv3_edgeformer_s_voc12aug-512x512.py'),
+        cwd=tmp_path)
     assert result.returncode != 0
     assert "data_root 'data/VOCdevkit/VOC2012' does not exist" \
         in result.stderr

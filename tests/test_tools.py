@@ -1,7 +1,7 @@
 """tools/train.py and tools/test.py, run as a user runs them."""
 import os.path as osp
-import subprocess
-import sys
+
+from tiny_runs import run_script
 
 from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
 
@@ -10,11 +10,7 @@ CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer')
 
 
 def run_tool(tool, *args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', tool), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd)
+    return run_script(f'tools/{tool}', *args, cwd=cwd)
 
 
 def test_missing_data_set_says_where_to_put_it(tmp_path):

@@ -1,4 +1,5 @@
-"""Shared by the tests that train through mmengine's Runner."""
+"""Helpers shared by the tests: short Runner schedules and running the
+repository's scripts as a user does."""
 import os.path as osp
 import subprocess
 import sys
@@ -21,21 +22,29 @@ def shorten_to_one_epoch(cfg, work_dir):
     cfg.work_dir = str(work_dir)
 
 
+def run_script(script, *args, cwd=REPO):
+    """Run a script of the repository (e.g. 'tools/train.py') with ``args``
+    in ``cwd``; the finished process, output captured as text."""
+    return subprocess.run(
+        [sys.executable, osp.join(REPO, script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd)
+
+
 def run_image_demo(image, config, checkpoint, out_file, *options):
     """Run demo/image_demo.py as a user does; return its stdout after
     checking that it succeeded and drew a picture enlarged to 320 pixels
     (the tiny sets' images are smaller)."""
-    command = [
-        sys.executable,
-        osp.join(REPO, 'demo', 'image_demo.py'), image, config,
+    demo = run_script(
+        'demo/image_demo.py',
+        image,
+        config,
         '--checkpoint',
-        str(checkpoint), '--out-file',
-        str(out_file), *options
-    ]
-    demo = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
+        checkpoint,
+        '--out-file',
+        out_file,
+        *options,
         cwd=osp.dirname(str(out_file)))
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert cv2.imread(str(out_file)).shape == (320, 320, 3)

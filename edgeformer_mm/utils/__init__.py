@@ -1,8 +1,8 @@
 from .complexity import count_macs, count_parameters
-from .runner import (add_runner_arguments, build_runner, check_data_roots,
-                     config_from_args)
+from .runner import (add_runner_arguments, build_model, build_runner,
+                     check_data_roots, config_from_args)
 
 __all__ = [
-    'add_runner_arguments', 'build_runner', 'check_data_roots',
+    'add_runner_arguments', 'build_model', 'build_runner', 'check_data_roots',
     'config_from_args', 'count_macs', 'count_parameters'
 ]

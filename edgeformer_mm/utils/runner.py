@@ -1,10 +1,11 @@
-"""Shared logic of tools/train.py and tools/test.py."""
+"""Shared logic of the tools (train, test, model converters)."""
 import argparse
+import importlib
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
+from mmengine.registry import RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
 # Where each data set type is expected, for the error message when it is
@@ -55,6 +56,17 @@ def check_data_roots(cfg: Config):
                     f'directory), or point the config elsewhere with '
                     f'--cfg-options {key}.data_root=PATH (see '
                     f"README, 'Data sets').")
+
+
+def build_model(config):
+    """Build ``config.model`` (a Config or a config file) with the registry
+    of the codebase its ``default_scope`` names (mmpretrain, mmdet, mmseg),
+    under that scope."""
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    scope = cfg.get('default_scope', 'mmpretrain')
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(cfg.model)
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -33,10 +33,9 @@ import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
+from edgeformer_mm.utils import build_model
 from edgeformer_mm.utils.official_checkpoint import (
     TASKS, ConversionError, convert_official_state_dict, guess_task,
     read_official_checkpoint)
@@ -55,14 +54,6 @@ def classification_arch(state_dict) -> str:
         return 'h'
     parc = state_dict.get('layer_3.1.dim_adaptive.1.block.conv.weight')
     return 'xs' if parc is not None and parc.shape[0] == 96 else 's'
-
-
-def build_model(config: str):
-    cfg = Config.fromfile(config)
-    scope = cfg.get('default_scope', 'mmpretrain')
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg.model)
 
 
 def main():
