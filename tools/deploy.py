@@ -1,10 +1,19 @@
-"""Convert a model for a deployment backend with mmdeploy and check it.
+"""Convert a model for a deployment backend and check it against PyTorch.
 
-Exports MODEL_CFG + CHECKPOINT to ONNX through mmdeploy's Python API (with
-PyTorch's TorchScript exporter, which mmdeploy 1.3.1 needs on torch >= 2.9),
-writes the backend files to --work-dir, then runs the backend and the
-PyTorch model on IMAGE and prints the largest absolute and relative output
-differences; the exit code is 1 if the relative one exceeds --tolerance.
+ONNX Runtime: exports MODEL_CFG + CHECKPOINT to ONNX through mmdeploy's
+Python API, with PyTorch's TorchScript exporter (which mmdeploy 1.3.1 needs
+on torch >= 2.9). ncnn: converts with the PyPI pnnx converter (see
+edgeformer_mm/deployment/ncnn.py for what stays on the host). The files go
+to --work-dir (end2end.onnx, or end2end.param + end2end.bin).
+
+Then runs the backend and the PyTorch model on IMAGE and prints how far
+apart they are; the exit code is 1 if that exceeds the tolerances:
+  classification: the class scores, relative to the largest;
+  detection: every detection paired with one of the same label, boxes
+    within --box-tolerance pixels (at the network input), scores within
+    --score-tolerance;
+  segmentation: the logits at input size, relative to the largest, and
+    the share of pixels with the same class (--min-agreement).
 
 With a static deploy config (fixed input_shape), EdgeFormer is first
 switched to deploy mode for that size (backbone.deploy_input_size): fixed
@@ -16,43 +25,30 @@ Example:
         configs/mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py CKPT \\
         configs/mmdeploy/classification_onnxruntime_static-256x256.py \\
         demo.png --work-dir work_dirs/deploy/edgeformer-s_ort
-
-Supported here: classification with ONNX Runtime (configs/mmdeploy).
 """
 import argparse
 import copy
-import functools
 import inspect
 import os.path as osp
+import statistics
 import sys
+import time
 
+import cv2
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
+from edgeformer_mm.deployment import (BACKENDS, ConverterNotFoundError,
+                                      NcnnRunner, check_checkpoint,
+                                      convert_to_ncnn, difference,
+                                      export_onnx, label_agreement,
+                                      match_detections, static_input_size)
+from edgeformer_mm.utils import build_model
 
 
-def static_input_size(deploy_cfg: Config):
-    """(H, W) of a static deploy config, None if H or W is dynamic."""
-    onnx_cfg = deploy_cfg.onnx_config
-    dynamic = onnx_cfg.get('dynamic_axes') or {}
-    input_axes = dynamic.get(onnx_cfg.input_names[0], {})
-    if onnx_cfg.get('input_shape') is None or {2, 3} & set(input_axes):
-        return None
-    width, height = onnx_cfg.input_shape  # mmdeploy's order
-    return height, width
-
-
-def output_tensor(task: str, sample):
-    """The tensor of a data sample that the check compares."""
-    if task == 'Classification':
-        return sample.pred_score
-    raise SystemExit(f'error: tools/deploy.py does not compare {task} '
-                     'outputs yet')
-
-
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('model_cfg', help='model config')
@@ -66,56 +62,179 @@ def main():
         '--tolerance',
         type=float,
         default=1e-4,
-        help='largest accepted difference relative to the largest PyTorch '
-        'output (default: 1e-4)')
-    args = parser.parse_args()
+        help='largest accepted score or logit difference relative to the '
+        'largest PyTorch output (default: 1e-4)')
+    parser.add_argument(
+        '--box-tolerance',
+        type=float,
+        default=1e-3,
+        help='largest accepted box coordinate difference in pixels '
+        '(default: 1e-3)')
+    parser.add_argument(
+        '--score-tolerance',
+        type=float,
+        default=1e-4,
+        help='largest accepted detection score difference (default: 1e-4)')
+    parser.add_argument(
+        '--min-agreement',
+        type=float,
+        default=0.999,
+        help='smallest accepted share of pixels with the same class '
+        '(default: 0.999)')
+    parser.add_argument(
+        '--latency-runs',
+        type=int,
+        default=0,
+        help='also time PyTorch and the backend on the image: the median of '
+        'this many runs (default: 0, no timing)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=0,
+        help='threads for PyTorch and the backend (default: their own)')
+    return parser.parse_args()
 
-    from mmdeploy.apis import torch2onnx
+
+def fail(message: str):
+    sys.exit(f'error: {message}')
+
+
+def main():
+    args = parse_args()
     from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import get_input_shape, load_config
 
     deploy_cfg, model_cfg = load_config(args.deploy_cfg, args.model_cfg)
+    backend = deploy_cfg.backend_config.type
+    if backend not in BACKENDS:
+        fail(f'{args.deploy_cfg} is for the {backend} backend; '
+             f'tools/deploy.py supports {" and ".join(BACKENDS)}')
     size = static_input_size(deploy_cfg)
+    if backend == 'ncnn' and size is None:
+        fail(f'{args.deploy_cfg}: ncnn needs a static input_shape (no '
+             'dynamic height or width); see configs/mmdeploy/*_ncnn_static-*')
+    if cv2.imread(args.img) is None:
+        fail(f'cannot read the image {args.img}')
+    try:
+        check_checkpoint(build_model(model_cfg), args.checkpoint)
+    except ValueError as error:
+        fail(str(error))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    task = deploy_cfg.codebase_config.task
     export_cfg = model_cfg.copy()
     if size is not None and 'deploy_input_size' in _backbone_args(model_cfg):
         export_cfg.model.backbone.deploy_input_size = size
-
-    # mmdeploy calls torch.onnx.export without dynamo=, which torch >= 2.9
-    # takes as the new exporter that mmdeploy's rewriters do not support.
-    torch.onnx.export = functools.partial(torch.onnx.export, dynamo=False)
-    onnx_file = deploy_cfg.onnx_config.save_file
-    torch2onnx(args.img, args.work_dir, onnx_file, deploy_cfg, export_cfg,
-               args.checkpoint, args.device)
-    backend = deploy_cfg.backend_config.type
-    if backend != 'onnxruntime':
-        sys.exit(f'error: tools/deploy.py supports the onnxruntime backend '
-                 f'so far, not {backend}')
-    backend_files = [osp.join(args.work_dir, onnx_file)]
-    print(f'wrote {backend_files[0]}'
+    fp16 = deploy_cfg.backend_config.get('precision') == 'FP16'
+    try:
+        if backend == 'onnxruntime':
+            backend_files = [
+                export_onnx(args.img, args.work_dir, deploy_cfg, export_cfg,
+                            args.checkpoint, args.device)
+            ]
+        else:
+            # mmdeploy's model builder calls backbone.switch_to_deploy().
+            deployed = build_task_processor(
+                export_cfg, deploy_cfg,
+                args.device).build_pytorch_model(args.checkpoint)
+            backend_files = convert_to_ncnn(
+                deployed,
+                task,
+                size,
+                osp.join(args.work_dir, 'end2end'),
+                fp16=fp16)
+    except ConverterNotFoundError as error:
+        fail(str(error))
+    print(f'wrote {", ".join(backend_files)}'
           f' ({"static " + "x".join(map(str, size)) if size else "dynamic"}'
           ' input)')
 
     processor = build_task_processor(model_cfg, deploy_cfg, args.device)
     # The reference is the model as trained, not switched to deploy mode.
     torch_model = processor.build_pytorch_model(args.checkpoint)
-    backend_model = processor.build_backend_model(backend_files)
+    if backend == 'onnxruntime':
+        backend_model = processor.build_backend_model(backend_files)
+        input_name = deploy_cfg.onnx_config.input_names[0]
+
+        def run_backend(x):
+            return backend_model.wrapper({input_name: x})
+    else:
+        backend_model = run_backend = NcnnRunner(
+            torch_model,
+            task,
+            *backend_files,
+            num_threads=args.threads,
+            fp16=fp16)
     inputs, _ = processor.create_input(args.img,
                                        get_input_shape(deploy_cfg))
+    passed = compare(task, backend, args, torch_model, backend_model,
+                     run_backend, inputs)
+    if args.latency_runs:
+        x = torch_model.data_preprocessor(copy.deepcopy(inputs),
+                                          False)['inputs']
+        timings = {
+            'PyTorch': lambda: torch_model(x, mode='tensor'),
+            backend: lambda: run_backend(x)
+        }
+        print(f'latency at {"x".join(map(str, x.shape[2:]))}, median of '
+              f'{args.latency_runs} runs: ' + ', '.join(
+                  f'{name} {median_ms(run, args.latency_runs):.1f} ms'
+                  for name, run in timings.items()))
+    if not passed:
+        sys.exit(1)
+
+
+def compare(task, backend, args, torch_model, backend_model, run_backend,
+            inputs) -> bool:
+    """Print how far the backend is from PyTorch on ``inputs``; whether
+    that is within the tolerances."""
+    where = f'{backend} vs PyTorch on {args.img}'
+    if task == 'Segmentation':
+        data = torch_model.data_preprocessor(copy.deepcopy(inputs), False)
+        metas = [sample.metainfo for sample in data['data_samples']]
+        with torch.no_grad():
+            expected = torch_model.encode_decode(data['inputs'], metas)
+            actual = run_backend(data['inputs'])['output']
+        diff = difference(expected, actual)
+        agreement = label_agreement(expected, actual)
+        print(f'{where}: largest absolute difference {diff["abs"]:.3g}, '
+              f'relative {diff["rel"]:.3g} (tolerance {args.tolerance:g}); '
+              f'same class on {100 * agreement:.3f}% of the pixels')
+        return diff['rel'] <= args.tolerance and (agreement >=
+                                                  args.min_agreement)
     with torch.no_grad():
         # Models write their predictions into the data samples: one copy
         # each.
         expected = torch_model.test_step(copy.deepcopy(inputs))[0]
         actual = backend_model.test_step(copy.deepcopy(inputs))[0]
-    task = deploy_cfg.codebase_config.task
-    expected = output_tensor(task, expected).float().cpu()
-    actual = output_tensor(task, actual).float().cpu()
-    abs_diff = (actual - expected).abs().max().item()
-    rel_diff = abs_diff / expected.abs().max().item()
-    print(f'{backend} vs PyTorch on {args.img}: largest absolute difference '
-          f'{abs_diff:.3g}, relative {rel_diff:.3g} (tolerance '
-          f'{args.tolerance:g})')
-    if rel_diff > args.tolerance:
-        sys.exit(1)
+    if task == 'Classification':
+        diff = difference(expected.pred_score, actual.pred_score)
+        print(f'{where}: largest absolute difference {diff["abs"]:.3g}, '
+              f'relative {diff["rel"]:.3g} (tolerance {args.tolerance:g})')
+        return diff['rel'] <= args.tolerance
+    # Boxes are compared at the network input, before their rescaling to
+    # the image multiplies the differences.
+    match = match_detections(expected.pred_instances, actual.pred_instances,
+                             expected.scale_factor)
+    print(f'{where}: {match["expected"]} detections, {match["actual"]} from '
+          f'{backend}, {match["unmatched"]} unmatched; largest box '
+          f'difference {match["box"]:.3g} px at the input, score difference '
+          f'{match["score"]:.3g} (tolerances {args.box_tolerance:g}, '
+          f'{args.score_tolerance:g})')
+    return (match['unmatched'] == 0 and match['box'] <= args.box_tolerance
+            and match['score'] <= args.score_tolerance)
+
+
+def median_ms(run, runs: int) -> float:
+    """Median wall time of ``run()`` in milliseconds, after two warm-ups."""
+    times = []
+    with torch.no_grad():
+        for i in range(runs + 2):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[2:])
 
 
 def _backbone_args(model_cfg: Config):

@@ -61,8 +61,10 @@ def global_circular_conv(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
     """
     channels, n = kernel.shape
     # Appending the first n - 1 positions turns the circular convolution into
-    # a valid one; unlike F.pad(mode='circular') this exports to ONNX.
-    wrapped = torch.cat([x, x.narrow(dim, 0, n - 1)], dim=dim)
+    # a valid one. Unlike F.pad(mode='circular') a slice exports to ONNX,
+    # and unlike Tensor.narrow it converts to ncnn.
+    head = x[:, :, :n - 1] if dim == 2 else x[:, :, :, :n - 1]
+    wrapped = torch.cat([x, head], dim=dim)
     weight_shape = (channels, 1, n, 1) if dim == 2 else (channels, 1, 1, n)
     return F.conv2d(wrapped, kernel.reshape(weight_shape), groups=channels)
 

@@ -1,0 +1,80 @@
+"""Conversion for deployment: ONNX through mmdeploy, checks on the inputs."""
+import functools
+import os
+import os.path as osp
+import tempfile
+from typing import Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from torch import nn
+
+BACKENDS = ('onnxruntime', 'ncnn')
+
+
+def static_input_size(deploy_cfg: Config) -> Optional[Tuple[int, int]]:
+    """(H, W) of a static deploy config, None if H or W is dynamic."""
+    onnx_cfg = deploy_cfg.onnx_config
+    dynamic = onnx_cfg.get('dynamic_axes') or {}
+    input_axes = dynamic.get(onnx_cfg.input_names[0], {})
+    if onnx_cfg.get('input_shape') is None or {2, 3} & set(input_axes):
+        return None
+    width, height = onnx_cfg.input_shape  # mmdeploy's order
+    return height, width
+
+
+def check_checkpoint(model: nn.Module, checkpoint: str):
+    """Raise ValueError unless ``checkpoint``'s state dict has exactly the
+    keys and shapes of ``model``'s (mmdeploy would load it non-strictly and
+    export a partly random model)."""
+    try:
+        state_dict = torch.load(checkpoint, map_location='cpu')
+    except Exception as error:
+        raise ValueError(f'cannot read the checkpoint {checkpoint}: '
+                         f'{error}') from error
+    state_dict = state_dict.get('state_dict', state_dict)
+    expected = model.state_dict()
+    problems = [f'missing: {key}' for key in expected if key not in state_dict]
+    problems += [
+        f'unexpected: {key}' for key in state_dict if key not in expected
+    ]
+    problems += [
+        f'shape of {key}: {tuple(value.shape)} in the checkpoint, '
+        f'{tuple(expected[key].shape)} in the model'
+        for key, value in state_dict.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if problems:
+        listed = '\n  '.join(problems[:10])
+        more = f'\n  ... {len(problems) - 10} more' * (len(problems) > 10)
+        raise ValueError(f'the checkpoint {checkpoint} does not match the '
+                         f'model config ({len(problems)} problems):\n  '
+                         f'{listed}{more}')
+
+
+def export_onnx(img: str, work_dir: str, deploy_cfg: Config,
+                model_cfg: Config, checkpoint: str,
+                device: str = 'cpu') -> str:
+    """Export with mmdeploy's ``torch2onnx``; the path of the ONNX file.
+
+    PyTorch's TorchScript exporter is used (torch >= 2.9 defaults to the
+    dynamo one, which mmdeploy 1.3.1's rewriters do not support). The file
+    appears only once the export succeeded.
+    """
+    from mmdeploy.apis import torch2onnx
+
+    onnx_file = deploy_cfg.onnx_config.save_file
+    path = osp.join(work_dir, onnx_file)
+    if osp.exists(path):  # never leave an earlier model beside a failed one
+        os.remove(path)
+    os.makedirs(work_dir, exist_ok=True)
+    export = torch.onnx.export
+    torch.onnx.export = functools.partial(export, dynamo=False)
+    try:
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix='.onnx-') as tmp:
+            torch2onnx(img, tmp, onnx_file, deploy_cfg, model_cfg,
+                       checkpoint, device)
+            os.replace(osp.join(tmp, onnx_file), path)
+    finally:
+        torch.onnx.export = export
+    return path
