@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import cv2
+import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -49,3 +50,29 @@ def run_image_demo(image, config, checkpoint, out_file, *options):
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert cv2.imread(str(out_file)).shape == (320, 320, 3)
     return demo.stdout
+
+
+def calibrate(model):
+    """Random weights that behave like trained ones for parity checks: BN
+    statistics from a few training batches and a spread-out final
+    classifier, so that the outputs depend on the input."""
+    torch.manual_seed(0)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model.extract_feat(torch.rand(2, 3, 256, 256))
+        if hasattr(model, 'bbox_head'):
+            for conv in model.bbox_head.cls_convs:
+                conv[-1].weight.mul_(8)
+        elif hasattr(model, 'decode_head'):
+            model.decode_head.conv_seg.weight.mul_(8)
+        else:
+            model.head.fc.weight.mul_(4)
+    return model.eval()
+
+
+def write_photo(name, path):
+    """Write scikit-image's photo ``name`` (e.g. 'coffee') to ``path``."""
+    from skimage import data
+    cv2.imwrite(str(path), getattr(data, name)()[..., ::-1])
+    return str(path)

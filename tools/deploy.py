@@ -41,10 +41,10 @@ from mmengine.registry import MODELS
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.deployment import (BACKENDS, ConverterNotFoundError,
-                                      NcnnRunner, check_checkpoint,
-                                      convert_to_ncnn, difference,
-                                      export_onnx, label_agreement,
-                                      match_detections, static_input_size)
+                                      NcnnRunner, OnnxRuntimeBackend,
+                                      check_checkpoint, convert_to_ncnn,
+                                      export_onnx, static_input_size,
+                                      task_parity)
 from edgeformer_mm.utils import build_model
 
 
@@ -154,13 +154,10 @@ def main():
     # The reference is the model as trained, not switched to deploy mode.
     torch_model = processor.build_pytorch_model(args.checkpoint)
     if backend == 'onnxruntime':
-        backend_model = processor.build_backend_model(backend_files)
-        input_name = deploy_cfg.onnx_config.input_names[0]
-
-        def run_backend(x):
-            return backend_model.wrapper({input_name: x})
+        backend_model = OnnxRuntimeBackend(
+            processor, backend_files, deploy_cfg.onnx_config.input_names[0])
     else:
-        backend_model = run_backend = NcnnRunner(
+        backend_model = NcnnRunner(
             torch_model,
             task,
             *backend_files,
@@ -168,14 +165,15 @@ def main():
             fp16=fp16)
     inputs, _ = processor.create_input(args.img,
                                        get_input_shape(deploy_cfg))
-    passed = compare(task, backend, args, torch_model, backend_model,
-                     run_backend, inputs)
+    parity = task_parity(task, torch_model, backend_model, inputs)
+    passed = report(task, f'{backend} vs PyTorch on {args.img}', parity,
+                    args)
     if args.latency_runs:
         x = torch_model.data_preprocessor(copy.deepcopy(inputs),
                                           False)['inputs']
         timings = {
             'PyTorch': lambda: torch_model(x, mode='tensor'),
-            backend: lambda: run_backend(x)
+            backend: lambda: backend_model(x)
         }
         print(f'latency at {"x".join(map(str, x.shape[2:]))}, median of '
               f'{args.latency_runs} runs: ' + ', '.join(
@@ -185,45 +183,28 @@ def main():
         sys.exit(1)
 
 
-def compare(task, backend, args, torch_model, backend_model, run_backend,
-            inputs) -> bool:
-    """Print how far the backend is from PyTorch on ``inputs``; whether
-    that is within the tolerances."""
-    where = f'{backend} vs PyTorch on {args.img}'
-    if task == 'Segmentation':
-        data = torch_model.data_preprocessor(copy.deepcopy(inputs), False)
-        metas = [sample.metainfo for sample in data['data_samples']]
-        with torch.no_grad():
-            expected = torch_model.encode_decode(data['inputs'], metas)
-            actual = run_backend(data['inputs'])['output']
-        diff = difference(expected, actual)
-        agreement = label_agreement(expected, actual)
-        print(f'{where}: largest absolute difference {diff["abs"]:.3g}, '
-              f'relative {diff["rel"]:.3g} (tolerance {args.tolerance:g}); '
-              f'same class on {100 * agreement:.3f}% of the pixels')
-        return diff['rel'] <= args.tolerance and (agreement >=
-                                                  args.min_agreement)
-    with torch.no_grad():
-        # Models write their predictions into the data samples: one copy
-        # each.
-        expected = torch_model.test_step(copy.deepcopy(inputs))[0]
-        actual = backend_model.test_step(copy.deepcopy(inputs))[0]
+def report(task: str, where: str, parity: dict, args) -> bool:
+    """Print the figures of :func:`task_parity`; whether they are within
+    the tolerances."""
+    if task == 'ObjectDetection':
+        print(f'{where}: {parity["expected"]} detections, '
+              f'{parity["actual"]} from the backend, {parity["unmatched"]} '
+              f'unmatched; largest box difference {parity["box"]:.3g} px at '
+              f'the input, score difference {parity["score"]:.3g} '
+              f'(tolerances {args.box_tolerance:g}, '
+              f'{args.score_tolerance:g})')
+        return (parity['unmatched'] == 0
+                and parity['box'] <= args.box_tolerance
+                and parity['score'] <= args.score_tolerance)
+    line = (f'{where}: largest absolute difference {parity["abs"]:.3g}, '
+            f'relative {parity["rel"]:.3g} (tolerance {args.tolerance:g})')
     if task == 'Classification':
-        diff = difference(expected.pred_score, actual.pred_score)
-        print(f'{where}: largest absolute difference {diff["abs"]:.3g}, '
-              f'relative {diff["rel"]:.3g} (tolerance {args.tolerance:g})')
-        return diff['rel'] <= args.tolerance
-    # Boxes are compared at the network input, before their rescaling to
-    # the image multiplies the differences.
-    match = match_detections(expected.pred_instances, actual.pred_instances,
-                             expected.scale_factor)
-    print(f'{where}: {match["expected"]} detections, {match["actual"]} from '
-          f'{backend}, {match["unmatched"]} unmatched; largest box '
-          f'difference {match["box"]:.3g} px at the input, score difference '
-          f'{match["score"]:.3g} (tolerances {args.box_tolerance:g}, '
-          f'{args.score_tolerance:g})')
-    return (match['unmatched'] == 0 and match['box'] <= args.box_tolerance
-            and match['score'] <= args.score_tolerance)
+        print(line)
+        return parity['rel'] <= args.tolerance
+    print(f'{line}; same class on {100 * parity["agreement"]:.3f}% of the '
+          'pixels')
+    return (parity['rel'] <= args.tolerance
+            and parity['agreement'] >= args.min_agreement)
 
 
 def median_ms(run, runs: int) -> float:

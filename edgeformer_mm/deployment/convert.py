@@ -34,22 +34,24 @@ def check_checkpoint(model: nn.Module, checkpoint: str):
                          f'{error}') from error
     state_dict = state_dict.get('state_dict', state_dict)
     expected = model.state_dict()
-    problems = [f'missing: {key}' for key in expected if key not in state_dict]
-    problems += [
-        f'unexpected: {key}' for key in state_dict if key not in expected
-    ]
-    problems += [
-        f'shape of {key}: {tuple(value.shape)} in the checkpoint, '
+    reshaped = [
+        f'{key}: {tuple(value.shape)} in the checkpoint, '
         f'{tuple(expected[key].shape)} in the model'
         for key, value in state_dict.items()
         if key in expected and value.shape != expected[key].shape
     ]
-    if problems:
-        listed = '\n  '.join(problems[:10])
-        more = f'\n  ... {len(problems) - 10} more' * (len(problems) > 10)
-        raise ValueError(f'the checkpoint {checkpoint} does not match the '
-                         f'model config ({len(problems)} problems):\n  '
-                         f'{listed}{more}')
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    if reshaped or missing or unexpected:
+        listed = [f'shape of {line}' for line in reshaped]
+        listed += [f'missing: {key}' for key in missing]
+        listed += [f'unexpected: {key}' for key in unexpected]
+        more = f'\n  ... {len(listed) - 10} more' * (len(listed) > 10)
+        raise ValueError(
+            f'the checkpoint {checkpoint} does not match the model config: '
+            f'{len(reshaped)} weights of another shape, {len(missing)} '
+            f'missing, {len(unexpected)} unexpected:\n  ' +
+            '\n  '.join(listed[:10]) + more)
 
 
 def export_onnx(img: str, work_dir: str, deploy_cfg: Config,
@@ -78,3 +80,18 @@ def export_onnx(img: str, work_dir: str, deploy_cfg: Config,
     finally:
         torch.onnx.export = export
     return path
+
+
+class OnnxRuntimeBackend:
+    """mmdeploy's ONNX Runtime model for ``backend_files``, with the raw
+    call that :class:`NcnnRunner` has too (used by :func:`task_parity`)."""
+
+    def __init__(self, processor, backend_files, input_name: str = 'input'):
+        self.model = processor.build_backend_model(backend_files)
+        self.input_name = input_name
+
+    def test_step(self, data: dict) -> list:
+        return self.model.test_step(data)
+
+    def __call__(self, inputs: torch.Tensor) -> dict:
+        return self.model.wrapper({self.input_name: inputs})

@@ -1,4 +1,5 @@
 """How far a backend's outputs are from PyTorch's, per task."""
+import copy
 from typing import Dict
 
 import torch
@@ -68,3 +69,42 @@ def match_detections(expected, actual, scale_factor=(1., 1.)
         unmatched=len(expected) + len(actual) - 2 * paired,
         box=box,
         score=score)
+
+
+def task_parity(task: str, torch_model, backend, inputs: dict) -> dict:
+    """Run PyTorch and a backend on the same ``inputs`` and measure.
+
+    Args:
+        task (str): 'Classification', 'ObjectDetection' or 'Segmentation'.
+        torch_model (nn.Module): The PyTorch model.
+        backend: The backend model: ``test_step(data)`` predicts as the
+            PyTorch model does; ``backend(images)`` returns its raw outputs
+            by name for a preprocessed batch (see :class:`NcnnRunner`).
+        inputs (dict): Data as the model's ``test_step`` takes it.
+
+    Returns:
+        dict: Classification: :func:`difference` of the class scores.
+        Segmentation: :func:`difference` of the logits at input size, with
+        ``agreement`` (:func:`label_agreement`). Detection:
+        :func:`match_detections` at the network input.
+    """
+    if task == 'Segmentation':
+        data = torch_model.data_preprocessor(copy.deepcopy(inputs), False)
+        metas = [sample.metainfo for sample in data['data_samples']]
+        with torch.no_grad():
+            expected = torch_model.encode_decode(data['inputs'], metas)
+            actual = backend(data['inputs'])['output']
+        return dict(
+            difference(expected, actual),
+            agreement=label_agreement(expected, actual))
+    with torch.no_grad():
+        # Models write their predictions into the data samples: one copy
+        # each.
+        expected = torch_model.test_step(copy.deepcopy(inputs))[0]
+        actual = backend.test_step(copy.deepcopy(inputs))[0]
+    if task == 'Classification':
+        return difference(expected.pred_score, actual.pred_score)
+    # Boxes are compared at the network input, before their rescaling to
+    # the image multiplies the differences.
+    return match_detections(expected.pred_instances, actual.pred_instances,
+                            expected.scale_factor)

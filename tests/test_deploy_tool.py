@@ -1,0 +1,237 @@
+"""tools/deploy.py as a user runs it: the deploy configs in configs/mmdeploy
+(the multi-size parity checks are in test_deploy_parity), and its errors on
+bad input."""
+import os
+import os.path as osp
+import re
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from mmengine.config import Config
+from tiny_runs import calibrate, run_script, write_photo
+
+from edgeformer_mm.deployment import ConverterNotFoundError, convert_to_ncnn
+from edgeformer_mm.utils import build_model
+
+pytest.importorskip('skimage', reason='scikit-image is not installed')
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(REPO, 'configs')
+MODEL_CFGS = {
+    'classification': 'mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py',
+    'detection': 'mmdet/ssdlite_edgeformer_s_coco.py',
+    'segmentation': 'mmseg/deeplabv3_edgeformer_s_voc12aug-512x512.py',
+}
+
+
+@pytest.fixture(scope='module')
+def photo(tmp_path_factory):
+    return write_photo('coffee', tmp_path_factory.mktemp('photo') / 'c.jpg')
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """Calibrated EdgeFormer-S checkpoints by task, made on first use."""
+    root = tmp_path_factory.mktemp('checkpoints')
+    made = {}
+
+    def checkpoint(task):
+        if task not in made:
+            model = calibrate(
+                build_model(Config.fromfile(
+                    osp.join(CONFIGS, MODEL_CFGS[task]))))
+            made[task] = str(root / f'{task}.pth')
+            torch.save(
+                dict(meta=dict(), state_dict=model.state_dict()),
+                made[task])
+        return made[task]
+
+    return checkpoint
+
+
+def deploy(checkpoints, photo, deploy_cfg, work_dir, *options):
+    task = deploy_cfg.split('_')[0]
+    return run_script('tools/deploy.py', osp.join(CONFIGS, MODEL_CFGS[task]),
+                      checkpoints(task),
+                      osp.join(CONFIGS, 'mmdeploy', deploy_cfg), photo,
+                      '--work-dir', work_dir, *options)
+
+
+def deployed(checkpoints, photo, deploy_cfg, work_dir):
+    """Run tools/deploy.py, check it passed its comparison; its stdout."""
+    result = deploy(checkpoints, photo, deploy_cfg, work_dir)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[
+        -3000:]
+    assert re.search(r'vs PyTorch on .*c\.jpg: ', result.stdout)
+    return result.stdout
+
+
+def onnx_graph(work_dir):
+    return onnx.load(osp.join(work_dir, 'end2end.onnx'))
+
+
+def input_dims(graph):
+    return graph.graph.input[0].type.tensor_type.shape.dim
+
+
+def op_types(graph):
+    return {node.op_type for node in graph.graph.node}
+
+
+def test_classification_static_export_is_baked(checkpoints, photo, tmp_path):
+    deployed(checkpoints, photo,
+             'classification_onnxruntime_static-256x256.py', tmp_path)
+    graph = onnx_graph(tmp_path)
+    assert [d.dim_value for d in input_dims(graph)] == [1, 3, 256, 256]
+    # Deploy mode: plain convolutions, no kernel resizing, no branch norms.
+    assert not {'Resize', 'MatMul'} & op_types(graph)
+
+
+def test_classification_dynamic_export_runs_at_any_size(
+        checkpoints, photo, tmp_path):
+    deployed(checkpoints, photo, 'classification_onnxruntime_dynamic.py',
+             tmp_path)
+    graph = onnx_graph(tmp_path)
+    dims = [d.dim_param for d in input_dims(graph)]
+    assert dims == ['batch', '', 'height', 'width']
+    assert {'Resize', 'MatMul'} <= op_types(graph)
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / 'end2end.onnx'), providers=['CPUExecutionProvider'])
+    model = build_model(
+        Config.fromfile(osp.join(CONFIGS, MODEL_CFGS['classification'])))
+    model.load_state_dict(
+        torch.load(checkpoints('classification'))['state_dict'])
+    model.eval()
+    for size in [(224, 288), (256, 256), (320, 224), (193, 257)]:
+        x = torch.rand(2, 3, *size)
+        with torch.no_grad():
+            expected = torch.softmax(model(x), dim=1).numpy()
+        actual = session.run(None, {'input': x.numpy()})[0]
+        relative = np.abs(actual - expected).max() / np.abs(expected).max()
+        assert relative <= 1e-4, (size, relative)
+
+
+def test_detection_static_ends_with_nms(checkpoints, photo, tmp_path):
+    stdout = deployed(checkpoints, photo,
+                      'detection_onnxruntime_static-320x320.py', tmp_path)
+    assert ', 0 unmatched;' in stdout
+    graph = onnx_graph(tmp_path)
+    assert [output.name for output in graph.graph.output] == ['dets', 'labels']
+    assert 'NonMaxSuppression' in op_types(graph)
+    assert not {'Resize', 'MatMul'} & op_types(graph)
+
+
+def test_segmentation_static_ends_with_logits(checkpoints, photo, tmp_path):
+    stdout = deployed(checkpoints, photo,
+                      'segmentation_onnxruntime_static-512x512.py', tmp_path)
+    assert re.search(r'same class on (100|99\.9\d\d)', stdout), stdout
+    output = onnx_graph(tmp_path).graph.output[0].type.tensor_type.shape
+    assert [d.dim_value for d in output.dim] == [1, 21, 512, 512]
+
+
+@pytest.mark.parametrize('deploy_cfg', [
+    'classification_ncnn_static-256x256.py',
+    'detection_ncnn_static-320x320.py', 'segmentation_ncnn_static-512x512.py'
+])
+def test_ncnn(checkpoints, photo, tmp_path, deploy_cfg):
+    stdout = deployed(checkpoints, photo, deploy_cfg, tmp_path)
+    assert 'ncnn vs PyTorch' in stdout
+    assert sorted(os.listdir(tmp_path)) == ['end2end.bin', 'end2end.param']
+    with open(tmp_path / 'end2end.param') as f:
+        layers = f.read().splitlines()[2:]
+    assert layers[0].split()[:2] == ['Input', 'input']
+    assert not any(line.startswith('ArgMax') for line in layers)
+
+
+def write_deploy_cfg(tmp_path, backend):
+    path = tmp_path / 'deploy_cfg.py'
+    base = osp.join(CONFIGS, 'mmdeploy',
+                    'classification_onnxruntime_static-256x256.py')
+    path.write_text(f'_base_ = [{base!r}]\n'
+                    f'backend_config = dict(type={backend!r})\n')
+    return str(path)
+
+
+def test_refuses_an_unsupported_backend(checkpoints, photo, tmp_path):
+    result = run_script('tools/deploy.py',
+                        osp.join(CONFIGS, MODEL_CFGS['classification']),
+                        checkpoints('classification'),
+                        write_deploy_cfg(tmp_path, 'tensorrt'), photo,
+                        '--work-dir', tmp_path / 'out')
+    assert result.returncode != 0
+    assert 'is for the tensorrt backend' in result.stderr
+    assert 'supports onnxruntime and ncnn' in result.stderr
+
+
+def test_refuses_a_checkpoint_of_another_model(checkpoints, photo, tmp_path):
+    xs = build_model(
+        Config.fromfile(
+            osp.join(CONFIGS, 'mmpretrain', 'edgeformer',
+                     'edgeformer-xs_8xb128_in1k.py')))
+    checkpoint = tmp_path / 'xs.pth'
+    torch.save(dict(state_dict=xs.state_dict()), checkpoint)
+    result = run_script(
+        'tools/deploy.py', osp.join(CONFIGS, MODEL_CFGS['classification']),
+        checkpoint,
+        osp.join(CONFIGS, 'mmdeploy',
+                 'classification_onnxruntime_static-256x256.py'), photo,
+        '--work-dir', tmp_path / 'out')
+    assert result.returncode != 0
+    assert 'does not match the model config' in result.stderr
+    assert re.search(r'[1-9]\d* weights of another shape', result.stderr)
+    assert 'shape of backbone.' in result.stderr
+    assert not osp.exists(tmp_path / 'out')
+
+
+def test_refuses_an_unreadable_image(checkpoints, tmp_path):
+    image = tmp_path / 'broken.jpg'
+    image.write_text('not an image')
+    result = run_script(
+        'tools/deploy.py', osp.join(CONFIGS, MODEL_CFGS['classification']),
+        checkpoints('classification'),
+        osp.join(CONFIGS, 'mmdeploy',
+                 'classification_onnxruntime_static-256x256.py'), image,
+        '--work-dir', tmp_path / 'out')
+    assert result.returncode != 0
+    assert f'cannot read the image {image}' in result.stderr
+
+
+@pytest.fixture
+def tiny_classifier():
+    model = build_model(
+        Config.fromfile(
+            osp.join(CONFIGS, 'mmpretrain', 'edgeformer',
+                     'edgeformer-xs_1xb32_tiny-shapes.py')))
+    model.eval()
+    model.backbone.switch_to_deploy((64, 64))
+    return model
+
+
+def test_missing_converter_is_named(tiny_classifier, tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
+    with pytest.raises(ConverterNotFoundError, match='pip install pnnx'):
+        convert_to_ncnn(tiny_classifier, 'Classification', (64, 64),
+                        str(tmp_path / 'end2end'))
+
+
+def test_failed_conversion_leaves_no_model(tiny_classifier, tmp_path,
+                                           monkeypatch):
+    # A converter that dies half-way through writing its output.
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'pnnx').write_text('#!/bin/sh\n'
+                                  'echo 7767517 > model.ncnn.param\n'
+                                  'echo out of memory >&2\nexit 1\n')
+    (bin_dir / 'pnnx').chmod(0o755)
+    monkeypatch.setenv('PATH', str(bin_dir))
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    # A model from an earlier conversion must not survive either.
+    (out_dir / 'end2end.param').write_text('earlier')
+    with pytest.raises(RuntimeError, match='out of memory'):
+        convert_to_ncnn(tiny_classifier, 'Classification', (64, 64),
+                        str(out_dir / 'end2end'))
+    assert os.listdir(out_dir) == []
