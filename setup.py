@@ -38,8 +38,8 @@ setup(
             'mmdet>=3.3.0,<3.4.0', 'mmsegmentation>=1.2.2,<1.3.0', 'ftfy',
             'regex'
         ],
-        'deploy': ['mmdeploy==1.3.1', 'onnxruntime'],
-        'tests': ['pytest'],
+        'deploy': ['mmdeploy==1.3.1', 'onnxruntime', 'pnnx', 'ncnn'],
+        'tests': ['pytest', 'scikit-image'],
     },
     zip_safe=False,
 )

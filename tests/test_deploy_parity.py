@@ -3,7 +3,6 @@ SSDLite detection and DeepLabV3 segmentation, on real photos at three input
 sizes each (non-square ones included), with calibrated random weights."""
 import copy
 import os.path as osp
-import shutil
 
 import pytest
 import torch
@@ -19,8 +18,7 @@ pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed')
 pytest.importorskip('ncnn', reason='the ncnn runtime is not installed')
 pytest.importorskip(
     'skimage', reason='scikit-image (the test photos) is not installed')
-if shutil.which('pnnx') is None:
-    pytest.skip('the pnnx converter is not installed', allow_module_level=True)
+pytest.importorskip('pnnx', reason='the pnnx converter is not installed')
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')

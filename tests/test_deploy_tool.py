@@ -4,6 +4,7 @@ bad input."""
 import os
 import os.path as osp
 import re
+import sys
 
 import numpy as np
 import onnx
@@ -13,6 +14,7 @@ import torch
 from mmengine.config import Config
 from tiny_runs import calibrate, run_script, write_photo
 
+import edgeformer_mm.deployment.ncnn
 from edgeformer_mm.deployment import ConverterNotFoundError, convert_to_ncnn
 from edgeformer_mm.utils import build_model
 
@@ -211,6 +213,7 @@ def tiny_classifier():
 
 
 def test_missing_converter_is_named(tiny_classifier, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'pnnx', None)  # not installed
     monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
     with pytest.raises(ConverterNotFoundError, match='pip install pnnx'):
         convert_to_ncnn(tiny_classifier, 'Classification', (64, 64),
@@ -226,7 +229,8 @@ def test_failed_conversion_leaves_no_model(tiny_classifier, tmp_path,
                                   'echo 7767517 > model.ncnn.param\n'
                                   'echo out of memory >&2\nexit 1\n')
     (bin_dir / 'pnnx').chmod(0o755)
-    monkeypatch.setenv('PATH', str(bin_dir))
+    monkeypatch.setattr(edgeformer_mm.deployment.ncnn, 'pnnx_executable',
+                        lambda: str(bin_dir / 'pnnx'))
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
     # A model from an earlier conversion must not survive either.

@@ -13,10 +13,16 @@
 4. The same for DeepLabV3-EdgeFormer-XS on the generated tiny VOC-format
    segmentation set: mIoU before and after, a validation image with its
    predicted mask.
+5. Deploys the three trained models to ONNX Runtime and ncnn at their
+   input size (tools/deploy.py with the static configs in configs/mmdeploy)
+   and prints how far each backend is from PyTorch on a validation image
+   and the latencies at one thread.
 """
 import argparse
 import contextlib
+import glob
 import io
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -127,6 +133,34 @@ def run_image_demo(image: str, model: str, checkpoint: str, out_file: str):
     subprocess.run(command, check=True)
 
 
+def deploy_tiny_model(name: str, model_cfg: str, checkpoint: str,
+                      image: str, size: int, work_dir: str):
+    """Run tools/deploy.py for both backends with the static deploy configs
+    of the model's task, set to its ``size``; print the figures."""
+    task = {'mmpretrain': 'classification', 'mmdet': 'detection',
+            'mmseg': 'segmentation'}[Config.fromfile(model_cfg).default_scope]
+    for backend in ('onnxruntime', 'ncnn'):
+        base, = glob.glob(f'configs/mmdeploy/{task}_{backend}_static-*.py')
+        out_dir = osp.join(work_dir, f'{name}_{backend}')
+        os.makedirs(out_dir, exist_ok=True)
+        deploy_cfg = osp.join(out_dir, f'{task}_{backend}_{size}x{size}.py')
+        with open(deploy_cfg, 'w') as f:
+            f.write(f'_base_ = [{osp.abspath(base)!r}]\n'
+                    f'onnx_config = dict(input_shape=[{size}, {size}])\n')
+        command = [
+            sys.executable, 'tools/deploy.py', model_cfg, checkpoint,
+            deploy_cfg, image, '--work-dir', out_dir, '--threads', '1',
+            '--latency-runs', '50'
+        ]
+        print('\n$ ' + ' '.join(command[1:]))
+        result = subprocess.run(command, capture_output=True, text=True)
+        for line in result.stdout.splitlines():
+            if line.startswith(('wrote', 'latency')) or ' vs PyTorch' in line:
+                print('  ' + line)
+        if result.returncode != 0:
+            sys.exit(result.stderr[-3000:])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -169,6 +203,19 @@ def main():
     run_image_demo('data/tiny_voc/JPEGImages/val_0000.jpg', TINY_SEG_CONFIG,
                    segmentor,
                    osp.join(args.work_dir, 'segmentation_demo.png'))
+
+    print('\nDeploying the three models (parity with PyTorch, latency at 1 '
+          'thread):')
+    deploy_dir = osp.join(args.work_dir, 'deploy')
+    for name, config, trained, image, size in [
+        ('classifier', TINY_CONFIG, checkpoint,
+         'data/tiny_shapes/val/triangle/triangle_0000.png', 64),
+        ('detector', TINY_DET_CONFIG, detector, 'data/tiny_coco/val/0000.png',
+         128),
+        ('segmentor', TINY_SEG_CONFIG, segmentor,
+         'data/tiny_voc/JPEGImages/val_0000.jpg', 128),
+    ]:
+        deploy_tiny_model(name, config, trained, image, size, deploy_dir)
 
 
 if __name__ == '__main__':

@@ -155,7 +155,10 @@ def main():
     torch_model = processor.build_pytorch_model(args.checkpoint)
     if backend == 'onnxruntime':
         backend_model = OnnxRuntimeBackend(
-            processor, backend_files, deploy_cfg.onnx_config.input_names[0])
+            processor,
+            backend_files,
+            deploy_cfg.onnx_config.input_names[0],
+            num_threads=args.threads)
     else:
         backend_model = NcnnRunner(
             torch_model,

@@ -92,7 +92,9 @@ $VENV/bin/python - <<'PY'
 import mmcv, mmcv.ops, torch  # mmcv.ops needs the compiled extension
 from mmcv.ops import batched_nms  # noqa: F401
 import mmdet.models, mmpretrain.models, mmseg.models  # noqa: F401
-import mmdeploy.apis, onnxruntime  # noqa: F401
+import mmdeploy.apis, ncnn, onnxruntime, skimage  # noqa: F401
+import os, pnnx
+assert os.access(pnnx.EXEC_PATH, os.X_OK), 'the pnnx converter cannot run'
 import edgeformer_mm
 print(f'    torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
       f'edgeformer_mm {edgeformer_mm.__version__}')

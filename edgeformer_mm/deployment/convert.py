@@ -84,11 +84,34 @@ def export_onnx(img: str, work_dir: str, deploy_cfg: Config,
 
 class OnnxRuntimeBackend:
     """mmdeploy's ONNX Runtime model for ``backend_files``, with the raw
-    call that :class:`NcnnRunner` has too (used by :func:`task_parity`)."""
+    call that :class:`NcnnRunner` has too (used by :func:`task_parity`).
 
-    def __init__(self, processor, backend_files, input_name: str = 'input'):
+    Args:
+        processor: mmdeploy's task processor.
+        backend_files (list[str]): The ONNX file.
+        input_name (str): The graph's input name.
+        num_threads (int, optional): ONNX Runtime's intra-op thread count
+            (default: ONNX Runtime's).
+    """
+
+    def __init__(self,
+                 processor,
+                 backend_files,
+                 input_name: str = 'input',
+                 num_threads: int = None):
         self.model = processor.build_backend_model(backend_files)
         self.input_name = input_name
+        if num_threads:
+            import onnxruntime
+
+            # mmdeploy's wrapper takes no session options: replace its
+            # session (our graphs need none of its custom ops).
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = num_threads
+            wrapper = self.model.wrapper
+            wrapper.sess = onnxruntime.InferenceSession(
+                backend_files[0], options, providers=['CPUExecutionProvider'])
+            wrapper.io_binding = wrapper.sess.io_binding()
 
     def test_step(self, data: dict) -> list:
         return self.model.test_step(data)

@@ -75,6 +75,22 @@ class NcnnGraph(nn.Module):
         return (*cls_scores, *bbox_preds)
 
 
+def pnnx_executable() -> str:
+    """The converter binary of the installed ``pnnx`` package (or a
+    ``pnnx`` on PATH): found without the environment's bin directory on
+    PATH."""
+    try:
+        import pnnx
+        return pnnx.EXEC_PATH
+    except ImportError:
+        path = shutil.which('pnnx')
+        if path is None:
+            raise ConverterNotFoundError(
+                'the pnnx converter is not installed (`pip install pnnx`, '
+                'see requirements/deploy.txt)')
+        return path
+
+
 def convert_to_ncnn(model: nn.Module, task: str, input_size: Tuple[int,
                                                                    int],
                     out_prefix: str, fp16: bool = False) -> List[str]:
@@ -96,11 +112,7 @@ def convert_to_ncnn(model: nn.Module, task: str, input_size: Tuple[int,
     Returns:
         list[str]: The .param and .bin paths.
     """
-    pnnx = shutil.which('pnnx')
-    if pnnx is None:
-        raise ConverterNotFoundError(
-            'the pnnx converter is not installed (`pip install pnnx`, see '
-            'requirements/deploy.txt)')
+    pnnx = pnnx_executable()
     files = [out_prefix + '.param', out_prefix + '.bin']
     for path in files:  # never leave an earlier model beside a failed one
         if osp.exists(path):
