@@ -1,0 +1,43 @@
+"""tools/analysis/benchmark.py on a tiny setting: it runs every backend and
+writes its table, results and plots (the figures themselves are not
+checked: timings belong to the benchmark, not to tests)."""
+import json
+
+import cv2
+import pytest
+from tiny_runs import run_script
+
+pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed')
+pytest.importorskip('ncnn', reason='the ncnn runtime is not installed')
+pytest.importorskip('pnnx', reason='the pnnx converter is not installed')
+
+
+def test_benchmark_runs_on_a_tiny_setting(tmp_path):
+    result = run_script('tools/analysis/benchmark.py', '--work-dir',
+                        tmp_path, '--models', 'EdgeFormer-XS',
+                        'MobileViT-XS', '--sizes', '64', '--sweep', '64',
+                        '128', '--threads', '1', '--rounds', '2', '--runs',
+                        '1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert not results['failures']
+    expected = {
+        f'{model}|{backend}|64x64|1'
+        for model in ('EdgeFormer-XS', 'MobileViT-XS')
+        for backend in ('pytorch', 'onnxruntime', 'ncnn')
+    } | {'EdgeFormer-XS|pytorch-deploy|64x64|1'} | {
+        f'{model}|{backend}|128x128|1'
+        for model in ('EdgeFormer-XS', 'MobileViT-XS')
+        for backend in ('pytorch', 'onnxruntime')
+    }
+    assert set(results['latency']) == expected
+    assert all(figures['latency_ms'] > 0
+               for figures in results['latency'].values())
+    xs = results['models']['EdgeFormer-XS']
+    assert xs['params'] == 2_185_384
+    assert xs['peak_memory_mb'] > 0
+    table = (tmp_path / 'benchmark.md').read_text()
+    assert '| EdgeFormer-XS | 2.19 M |' in table
+    assert 'Resolution sweep' in table
+    for plot in ('latency_vs_macs.png', 'latency_vs_resolution.png'):
+        assert cv2.imread(str(tmp_path / plot)) is not None
