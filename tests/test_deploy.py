@@ -1,12 +1,14 @@
-"""Deploy mode: GCC branches baked for one input size (re-parameterised)."""
+"""Deploy mode: GCC branches and blocks baked for one input size
+(re-parameterised), BatchNorms folded."""
 import copy
 
 import pytest
 import torch
 
 from edgeformer_mm.models import EdgeFormer
-from edgeformer_mm.models.layers import (AxialPositionalEmbedding, GCCBranch,
-                                         GlobalCircularConv)
+from edgeformer_mm.models.layers import (AxialPositionalEmbedding, GCCBlock,
+                                         GCCBranch, GlobalCircularConv)
+from edgeformer_mm.models.layers.reparam import fold_norm_into_conv
 
 
 def relative_error(out, ref):
@@ -61,6 +63,47 @@ def test_branch_needs_a_batch_norm():
         branch.switch_to_deploy(8, 8)
 
 
+@pytest.mark.parametrize('use_pe', [True, False])
+@pytest.mark.parametrize('size', [(7, 7), (5, 11), (12, 3), (1, 6)])
+def test_block_equals_the_original(use_pe, size):
+    torch.manual_seed(0)
+    block = GCCBlock(32, 16, 8, use_pe)
+    for seed, norm in enumerate(m for m in block.modules()
+                                if isinstance(m, torch.nn.BatchNorm2d)):
+        randomise_norm(norm, seed)
+    block.eval()
+    x = torch.randn(2, 32, *size)
+    with torch.no_grad():
+        ref = block(x)
+        block.switch_to_deploy(*size)
+        out = block(x)
+    assert relative_error(out, ref) < 1e-5
+    # One pair of matrix products over all channels, no branches, no split.
+    assert not hasattr(block, 'branch_hw') and not hasattr(block, 'branch_wh')
+    assert block.deploy_vertical.shape == (1, 32, size[0], size[0])
+    assert block.deploy_horizontal.shape == (1, 32, size[1], size[1])
+    assert not any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in block.ffn.modules())
+    with pytest.raises(ValueError, match='deploy mode for'):
+        block(torch.randn(1, 32, size[0] + 1, size[1]))
+
+
+@pytest.mark.parametrize('groups', [1, 2, 4])
+def test_fold_norm_into_the_next_1x1_conv(groups):
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm2d(8)
+    randomise_norm(norm, seed=3)
+    conv = torch.nn.Conv2d(8, 4, 1, groups=groups, bias=groups != 2)
+    norm.eval()
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        ref = conv(norm(x))
+        fold_norm_into_conv(norm, conv)
+        assert relative_error(conv(x), ref) < 1e-6
+    with pytest.raises(ValueError, match='1x1'):
+        fold_norm_into_conv(norm, torch.nn.Conv2d(8, 4, 3))
+
+
 @pytest.fixture(scope='module')
 def calibrated():
     """EdgeFormer-S with BN statistics from a few training batches, so that
@@ -84,10 +127,11 @@ def test_backbone_equals_the_original(calibrated, size):
     for out, ref in zip(outs, refs):
         assert relative_error(out, ref) < 1e-5
     assert deployed.deployed_size == size
-    # No meta kernel or embedding is left, so no interpolation or PE add.
+    # No meta kernel or embedding is left, so no interpolation or PE add,
+    # and every BatchNorm is folded.
     assert not any(
-        isinstance(m, (GlobalCircularConv, AxialPositionalEmbedding))
-        for m in deployed.modules())
+        isinstance(m, (GlobalCircularConv, AxialPositionalEmbedding,
+                       torch.nn.BatchNorm2d)) for m in deployed.modules())
     graph = str(torch.jit.trace(deployed, x).inlined_graph)
     assert 'upsample' not in graph and 'interpolate' not in graph
     # Traced without deploy mode, the kernels are resized in the graph

@@ -88,8 +88,11 @@ def test_classification_static_export_is_baked(checkpoints, photo, tmp_path):
              'classification_onnxruntime_static-256x256.py', tmp_path)
     graph = onnx_graph(tmp_path)
     assert [d.dim_value for d in input_dims(graph)] == [1, 3, 256, 256]
-    # Deploy mode: plain convolutions, no kernel resizing, no branch norms.
-    assert not {'Resize', 'MatMul'} & op_types(graph)
+    # Deploy mode: no kernel resizing, circulant matrices built or norms
+    # left; the GCCs are products with constant matrices.
+    assert not {'Resize', 'Range', 'Mod', 'BatchNormalization'
+                } & op_types(graph)
+    assert 'MatMul' in op_types(graph)
 
 
 def test_classification_dynamic_export_runs_at_any_size(
@@ -99,7 +102,8 @@ def test_classification_dynamic_export_runs_at_any_size(
     graph = onnx_graph(tmp_path)
     dims = [d.dim_param for d in input_dims(graph)]
     assert dims == ['batch', '', 'height', 'width']
-    assert {'Resize', 'MatMul'} <= op_types(graph)
+    # Kernels resized and circulant matrices built inside the graph.
+    assert {'Resize', 'Range', 'Mod', 'MatMul'} <= op_types(graph)
     session = onnxruntime.InferenceSession(
         str(tmp_path / 'end2end.onnx'), providers=['CPUExecutionProvider'])
     model = build_model(
@@ -123,7 +127,7 @@ def test_detection_static_ends_with_nms(checkpoints, photo, tmp_path):
     graph = onnx_graph(tmp_path)
     assert [output.name for output in graph.graph.output] == ['dets', 'labels']
     assert 'NonMaxSuppression' in op_types(graph)
-    assert not {'Resize', 'MatMul'} & op_types(graph)
+    assert not {'Resize', 'Range', 'Mod'} & op_types(graph)
 
 
 def test_segmentation_static_ends_with_logits(checkpoints, photo, tmp_path):

@@ -5,7 +5,7 @@ import os.path as osp
 from collections.abc import Sequence
 
 import torch
-from mmcv.cnn import ConvModule, build_norm_layer
+from mmcv.cnn import ConvModule, build_norm_layer, fuse_conv_bn
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_with_prefix)
@@ -16,7 +16,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS, register
 from ...utils.validation import check_positive_int
-from ..layers import GCCBlock, GCCBranch
+from ..layers import GCCBlock
+from ..layers.reparam import fold_norm_into_conv
 
 
 class ParCStage(BaseModule):
@@ -96,6 +97,13 @@ class ParCStage(BaseModule):
         if self.fusion == 'concat':
             return self.fuse(torch.cat([y, x], dim=1))
         return self.fuse(x + y)
+
+    @torch.no_grad()
+    def fold_norm(self):
+        """Fold the norm before ``global_proj`` into its 1x1 conv (deploy
+        mode)."""
+        fold_norm_into_conv(self.norm, self.global_proj.conv)
+        self.norm = nn.Identity()
 
 
 @register(MODELS)
@@ -344,11 +352,13 @@ class EdgeFormer(BaseBackbone):
     def switch_to_deploy(self, input_size=None):
         """Bake the model for inference on ``input_size`` (H, W) inputs.
 
-        Every GCC branch gets fixed kernels for the map it sees at that
-        input size, with its BatchNorm and positional embeddings folded into
-        them and into one bias (:meth:`GCCBranch.switch_to_deploy`): no
-        kernel interpolation and no embedding add is left, which makes a
-        static graph for export and saves work at run time. Outputs equal
+        Every GCC block gets fixed circulant matrices for the map it sees at
+        that input size, with its BatchNorm and positional embeddings folded
+        into them and into one bias (:meth:`GCCBlock.switch_to_deploy`): no
+        kernel interpolation, embedding add or channel split is left, which
+        makes a static graph for export and saves work at run time. Every
+        other BatchNorm is folded into the convolution before it (or, for
+        the norms that precede a 1x1 convolution, after it). Outputs equal
         the original model's in eval mode up to rounding. The model is put
         in eval mode; it only runs at ``input_size`` afterwards, and cannot
         be trained.
@@ -364,12 +374,12 @@ class EdgeFormer(BaseBackbone):
             return
         sizes = {}
 
-        def record_size(branch, args):
-            sizes[branch] = tuple(args[0].shape[2:])
+        def record_size(block, args):
+            sizes[block] = tuple(args[0].shape[2:])
 
         hooks = [
-            branch.register_forward_pre_hook(record_size)
-            for branch in self.modules() if isinstance(branch, GCCBranch)
+            block.register_forward_pre_hook(record_size)
+            for block in self.modules() if isinstance(block, GCCBlock)
         ]
         self.eval()
         try:
@@ -377,8 +387,12 @@ class EdgeFormer(BaseBackbone):
         finally:
             for hook in hooks:
                 hook.remove()
-        for branch, (height, width) in sizes.items():
-            branch.switch_to_deploy(height, width)
+        for block, (height, width) in sizes.items():
+            block.switch_to_deploy(height, width)
+        for stage in self.modules():
+            if isinstance(stage, ParCStage):
+                stage.fold_norm()
+        fuse_conv_bn(self)
         self.deployed_size = tuple(input_size)
 
     def init_weights(self):

@@ -69,18 +69,26 @@ def global_circular_conv(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
     return F.conv2d(wrapped, kernel.reshape(weight_shape), groups=channels)
 
 
-def circulant_matmul(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
-    """:func:`global_circular_conv` as a product with circulant matrices.
+def circulant_matrix(kernel: Tensor) -> Tensor:
+    """The (C, n) kernels as (C, n, n) circulant matrices.
 
-    ``M[c, i, m] = kernel[c, (m - i) mod n]``, so ``y = M @ x`` along
-    ``dim``. Same result (up to rounding) and multiply count; unlike a
-    convolution whose kernel size depends on the input, it exports to ONNX
-    with dynamic height and width (Range, Mod, Gather and MatMul).
+    ``M[c, i, m] = kernel[c, (m - i) mod n]``, so that
+    :func:`global_circular_conv` along the height is ``M @ x`` and along the
+    width ``x @ M^T``.
     """
     n = kernel.shape[1]
     positions = torch.arange(n, device=kernel.device)
-    index = (positions[None, :] - positions[:, None]) % n
-    circulant = kernel[:, index].unsqueeze(0)  # (1, C, n, n): [c, i, m]
+    return kernel[:, (positions[None, :] - positions[:, None]) % n]
+
+
+def circulant_matmul(x: Tensor, kernel: Tensor, dim: int) -> Tensor:
+    """:func:`global_circular_conv` as a product with circulant matrices.
+
+    Same result (up to rounding) and multiply count; unlike a convolution
+    whose kernel size depends on the input, it exports to ONNX with dynamic
+    height and width (Range, Mod, Gather and MatMul).
+    """
+    circulant = circulant_matrix(kernel).unsqueeze(0)  # (1, C, n, n)
     if dim == 2:
         return torch.matmul(circulant, x)
     return torch.matmul(x, circulant.transpose(2, 3))

@@ -7,7 +7,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from .gcc import (DIRECTION_DIMS, AxialPositionalEmbedding, GlobalCircularConv,
-                  global_circular_conv)
+                  circulant_matrix, global_circular_conv)
+from .reparam import fold_norm_into_conv
 
 
 class GCCBranch(BaseModule):
@@ -212,10 +213,60 @@ class GCCBlock(BaseModule):
             nn.Dropout(ffn_drop_rate),
         )
         self.channel_attention = ChannelAttention(channels, norm_cfg=norm_cfg)
+        # (height, width) once baked by switch_to_deploy.
+        self.deploy_size = None
 
     def forward(self, x: Tensor) -> Tensor:
-        x1, x2 = x.chunk(2, dim=1)
-        y = torch.cat([x1 + self.branch_hw(x1), x2 + self.branch_wh(x2)],
-                      dim=1)
+        if self.deploy_size is not None:
+            if tuple(x.shape[2:]) != self.deploy_size:
+                raise ValueError(
+                    f'This GCC block was switched to deploy mode for '
+                    f'{self.deploy_size[0]}x{self.deploy_size[1]} inputs, '
+                    f'got {x.shape[2]}x{x.shape[3]}: switch an undeployed '
+                    'copy of the model to deploy mode for that size')
+            y = x + torch.matmul(
+                torch.matmul(self.deploy_vertical, x),
+                self.deploy_horizontal) + self.deploy_bias
+        else:
+            x1, x2 = x.chunk(2, dim=1)
+            y = torch.cat([x1 + self.branch_hw(x1), x2 + self.branch_wh(x2)],
+                          dim=1)
         f = self.ffn(y)
         return y + f * self.channel_attention(f)
+
+    @torch.no_grad()
+    def switch_to_deploy(self, height: int, width: int):
+        """Bake the block for ``height`` x ``width`` inputs (inference).
+
+        Both branches are baked (:meth:`GCCBranch.switch_to_deploy`), then
+        written as one pair of matrix products over all channels::
+
+            y = x + V @ x @ H + bias
+
+        ``V`` (C, height, height) and ``H`` (C, width, width) hold each
+        channel's vertical and horizontal circulant matrices: a branch's two
+        convolutions run along different axes, so their order does not
+        matter. No channel split or concatenation is left, and the products
+        run as batched matrix multiplications, which every runtime does
+        well, where a depthwise convolution with a kernel as long as the map
+        often falls back to a slow path. The FFN's leading BatchNorm is
+        folded into its first 1x1 convolution.
+        """
+        vertical, horizontal, biases = [], [], []
+        for branch in (self.branch_hw, self.branch_wh):
+            branch.switch_to_deploy(height, width)
+            kernels = dict(
+                zip(branch.dims,
+                    (branch.deploy_kernel_1, branch.deploy_kernel_2)))
+            vertical.append(circulant_matrix(kernels[2]))
+            horizontal.append(circulant_matrix(kernels[3]).transpose(1, 2))
+            biases.append(branch.deploy_bias)
+        self.register_buffer('deploy_vertical',
+                             torch.cat(vertical).unsqueeze(0))
+        self.register_buffer('deploy_horizontal',
+                             torch.cat(horizontal).unsqueeze(0))
+        self.register_buffer('deploy_bias', torch.cat(biases, dim=1))
+        del self.branch_hw, self.branch_wh
+        fold_norm_into_conv(self.ffn[0], self.ffn[1])
+        self.ffn[0] = nn.Identity()
+        self.deploy_size = (height, width)

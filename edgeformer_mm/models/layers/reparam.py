@@ -1,0 +1,33 @@
+"""Folding a BatchNorm into the 1x1 convolution that follows it (deploy
+mode)."""
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def fold_norm_into_conv(norm: nn.modules.batchnorm._BatchNorm,
+                        conv: nn.Conv2d):
+    """Make ``conv(x)`` compute ``conv(norm(x))`` (in eval mode).
+
+    The norm is ``a * x + b`` per input channel; for a 1x1 convolution
+    (grouped or not, so no padding mixes in zeros) that is exactly weights
+    scaled by ``a`` along their input channel and a bias increased by the
+    weights times ``b``. The caller replaces ``norm`` by an identity.
+    """
+    if conv.kernel_size != (1, 1):
+        raise ValueError('only a 1x1 convolution can absorb a preceding norm '
+                         f'exactly, got a {conv.kernel_size} one')
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    out_channels, group_width = conv.weight.shape[:2]
+    # Input channel of each weight column: group g reads channels
+    # g * group_width ... (g + 1) * group_width - 1.
+    group = torch.arange(out_channels) // (out_channels // conv.groups)
+    inputs = group[:, None] * group_width + torch.arange(group_width)
+    weight = conv.weight[:, :, 0, 0]
+    extra_bias = (weight * shift[inputs]).sum(dim=1)
+    conv.weight.mul_(scale[inputs][:, :, None, None])
+    if conv.bias is None:
+        conv.bias = nn.Parameter(extra_bias)
+    else:
+        conv.bias.add_(extra_bias)
