@@ -135,7 +135,8 @@ def convert_to_ncnn(model: nn.Module, task: str, input_size: Tuple[int,
             raise RuntimeError('pnnx failed to convert the model:\n' +
                                (result.stdout + result.stderr)[-3000:])
         rename_blobs(param, output_names(model, task))
-        for suffix, path in zip(['.param', '.bin'], files):
+        # The weights first: a .param file only appears beside its .bin.
+        for suffix, path in [('.bin', files[1]), ('.param', files[0])]:
             os.replace(osp.join(tmp, 'model.ncnn' + suffix), path)
     return files
 
