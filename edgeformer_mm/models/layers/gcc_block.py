@@ -11,6 +11,17 @@ from .gcc import (DIRECTION_DIMS, AxialPositionalEmbedding, GlobalCircularConv,
 from .reparam import fold_norm_into_conv
 
 
+def check_deploy_size(kind: str, deploy_size: tuple, x: Tensor):
+    """Raise ValueError unless ``x`` has the map size a module of ``kind``
+    ('branch', 'block') was switched to deploy mode for."""
+    if tuple(x.shape[2:]) != deploy_size:
+        raise ValueError(
+            f'This GCC {kind} was switched to deploy mode for '
+            f'{deploy_size[0]}x{deploy_size[1]} inputs, got '
+            f'{x.shape[2]}x{x.shape[3]}: switch an undeployed copy of the '
+            'model to deploy mode for that size')
+
+
 class GCCBranch(BaseModule):
     """Global spatial mixing of one half of the channels.
 
@@ -56,12 +67,7 @@ class GCCBranch(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.deploy_size is not None:
-            if tuple(x.shape[2:]) != self.deploy_size:
-                raise ValueError(
-                    f'This GCC branch was switched to deploy mode for '
-                    f'{self.deploy_size[0]}x{self.deploy_size[1]} inputs, '
-                    f'got {x.shape[2]}x{x.shape[3]}: switch an undeployed '
-                    'copy of the model to deploy mode for that size')
+            check_deploy_size('branch', self.deploy_size, x)
             x = global_circular_conv(x, self.deploy_kernel_1, self.dims[0])
             return global_circular_conv(x, self.deploy_kernel_2,
                                         self.dims[1]) + self.deploy_bias
@@ -218,12 +224,7 @@ class GCCBlock(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.deploy_size is not None:
-            if tuple(x.shape[2:]) != self.deploy_size:
-                raise ValueError(
-                    f'This GCC block was switched to deploy mode for '
-                    f'{self.deploy_size[0]}x{self.deploy_size[1]} inputs, '
-                    f'got {x.shape[2]}x{x.shape[3]}: switch an undeployed '
-                    'copy of the model to deploy mode for that size')
+            check_deploy_size('block', self.deploy_size, x)
             y = x + torch.matmul(
                 torch.matmul(self.deploy_vertical, x),
                 self.deploy_horizontal) + self.deploy_bias
