@@ -45,7 +45,6 @@ from edgeformer_mm.deployment import (BACKENDS, ConverterNotFoundError,
                                       check_checkpoint, convert_to_ncnn,
                                       export_onnx, static_input_size,
                                       task_parity)
-from edgeformer_mm.utils import build_model
 
 
 def parse_args():
@@ -115,8 +114,12 @@ def main():
              'dynamic height or width); see configs/mmdeploy/*_ncnn_static-*')
     if cv2.imread(args.img) is None:
         fail(f'cannot read the image {args.img}')
+    processor = build_task_processor(model_cfg, deploy_cfg, args.device)
+    # The reference is the model as trained, not switched to deploy mode.
+    # mmdeploy loads checkpoints non-strictly: check this one first.
+    torch_model = processor.build_pytorch_model(args.checkpoint)
     try:
-        check_checkpoint(build_model(model_cfg), args.checkpoint)
+        check_checkpoint(torch_model, args.checkpoint)
     except ValueError as error:
         fail(str(error))
     if args.threads:
@@ -134,10 +137,9 @@ def main():
                             args.checkpoint, args.device)
             ]
         else:
-            # mmdeploy's model builder calls backbone.switch_to_deploy().
-            deployed = build_task_processor(
-                export_cfg, deploy_cfg,
-                args.device).build_pytorch_model(args.checkpoint)
+            deployed = copy.deepcopy(torch_model)
+            if hasattr(deployed.backbone, 'switch_to_deploy'):
+                deployed.backbone.switch_to_deploy(size)
             backend_files = convert_to_ncnn(
                 deployed,
                 task,
@@ -150,9 +152,6 @@ def main():
           f' ({"static " + "x".join(map(str, size)) if size else "dynamic"}'
           ' input)')
 
-    processor = build_task_processor(model_cfg, deploy_cfg, args.device)
-    # The reference is the model as trained, not switched to deploy mode.
-    torch_model = processor.build_pytorch_model(args.checkpoint)
     if backend == 'onnxruntime':
         backend_model = OnnxRuntimeBackend(
             processor,
