@@ -122,6 +122,15 @@ def main():
         check_checkpoint(torch_model, args.checkpoint)
     except ValueError as error:
         fail(str(error))
+    inputs, _ = processor.create_input(args.img,
+                                       get_input_shape(deploy_cfg))
+    x = torch_model.data_preprocessor(copy.deepcopy(inputs), False)['inputs']
+    if size is not None and tuple(x.shape[2:]) != size:
+        # A model baked for one size gives wrong results at another.
+        fail(f'the test pipeline of {args.model_cfg} makes '
+             f'{x.shape[2]}x{x.shape[3]} inputs, but {args.deploy_cfg} is '
+             f'static {size[0]}x{size[1]}: use a deploy config of the '
+             "pipeline's size")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -165,14 +174,10 @@ def main():
             *backend_files,
             num_threads=args.threads,
             fp16=fp16)
-    inputs, _ = processor.create_input(args.img,
-                                       get_input_shape(deploy_cfg))
     parity = task_parity(task, torch_model, backend_model, inputs)
     passed = report(task, f'{backend} vs PyTorch on {args.img}', parity,
                     args)
     if args.latency_runs:
-        x = torch_model.data_preprocessor(copy.deepcopy(inputs),
-                                          False)['inputs']
         timings = {
             'PyTorch': lambda: torch_model(x, mode='tensor'),
             backend: lambda: backend_model(x)

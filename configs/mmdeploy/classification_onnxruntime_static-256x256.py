@@ -1,7 +1,7 @@
 # Image classification, ONNX Runtime, fixed 256x256 input. tools/deploy.py
 # switches EdgeFormer to deploy mode for this size first: fixed GCC kernels
-# with BatchNorm and positional embeddings folded in, exported as plain
-# depthwise convolutions.
+# with BatchNorm and positional embeddings folded in, exported as products
+# with constant circulant matrices.
 _base_ = ['./_base_/onnx_config.py']
 
 onnx_config = dict(input_shape=[256, 256])  # [width, height]

@@ -1,11 +1,13 @@
-"""EdgeFormer model names for mmpretrain's model hub.
+"""EdgeFormer and ParC ConvNet model names for mmpretrain's model hub.
 
-``import edgeformer_mm`` registers the models of
-``configs/mmpretrain/edgeformer/metafile.yml`` with mmpretrain's ``ModelHub``,
-so ``list_models('edgeformer*')``, ``get_model(name)`` and
-``inference_model(name, ...)`` work as for mmpretrain's own models.
+``import edgeformer_mm`` registers the models of the metafiles that
+``model-index.yml`` lists (``configs/mmpretrain/edgeformer/`` and
+``configs/mmpretrain/parc_convnets/``) with mmpretrain's ``ModelHub``, so
+``list_models('edgeformer*')``, ``list_models('parc*')``,
+``get_model(name)`` and ``inference_model(name, ...)`` work as for
+mmpretrain's own models.
 
-No EdgeFormer weights can be downloaded, so the metafile names its weights
+No weights can be downloaded, so the metafiles name their weights
 ``edgeformer-mm://<file>``: a checkpoint scheme that loads ``<file>`` from
 the local checkpoint folder (``$EDGEFORMER_MM_CHECKPOINTS``, default
 ``~/.cache/edgeformer_mm/checkpoints``) and otherwise says where to put it.

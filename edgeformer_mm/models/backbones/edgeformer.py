@@ -5,7 +5,7 @@ import os.path as osp
 from collections.abc import Sequence
 
 import torch
-from mmcv.cnn import ConvModule, build_norm_layer, fuse_conv_bn
+from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_with_prefix)
@@ -18,6 +18,7 @@ from ...registry import MODELS, register
 from ...utils.validation import check_positive_int
 from ..layers import GCCBlock
 from ..layers.reparam import fold_norm_into_conv
+from .deploy_mixin import InputSizeDeployMixin
 
 
 class ParCStage(BaseModule):
@@ -107,7 +108,7 @@ class ParCStage(BaseModule):
 
 
 @register(MODELS)
-class EdgeFormer(BaseBackbone):
+class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
     """EdgeFormer backbone.
 
     A PyTorch implementation of `EdgeFormer: Improving Light-weight ConvNets
@@ -221,6 +222,7 @@ class EdgeFormer(BaseBackbone):
             'fusion': 'concat',
         },
     }
+    deploy_module_type = GCCBlock
     all_stage_names = ('stem', 'layer1', 'layer2', 'layer3', 'layer4',
                        'layer5', 'conv_1x1_exp')
     # Output stride -> how many of the last layers keep stride 1.
@@ -266,10 +268,7 @@ class EdgeFormer(BaseBackbone):
                 f'{self.num_stages - 1}, got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.deploy_input_size = (None if deploy_input_size is None else
-                                  tuple(deploy_input_size))
-        # (H, W) once switch_to_deploy has baked the model for it.
-        self.deployed_size = None
+        self.init_deploy(deploy_input_size)
 
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         kernel_size = self.arch['stem_kernel_size']
@@ -348,52 +347,12 @@ class EdgeFormer(BaseBackbone):
         depthwise.dilation = depthwise.padding = (dilation, dilation)
         return block
 
-    @torch.no_grad()
-    def switch_to_deploy(self, input_size=None):
-        """Bake the model for inference on ``input_size`` (H, W) inputs.
-
-        Every GCC block gets fixed circulant matrices for the map it sees at
-        that input size, with its BatchNorm and positional embeddings folded
-        into them and into one bias (:meth:`GCCBlock.switch_to_deploy`): no
-        kernel interpolation, embedding add or channel split is left, which
-        makes a static graph for export and saves work at run time. Every
-        other BatchNorm is folded into the convolution before it (or, for
-        the norms that precede a 1x1 convolution, after it). Outputs equal
-        the original model's in eval mode up to rounding. The model is put
-        in eval mode; it only runs at ``input_size`` afterwards, and cannot
-        be trained.
-
-        Args:
-            input_size (tuple[int, int], optional): Height and width of the
-                images. Defaults to ``deploy_input_size``; if that is None
-                too, nothing changes (the model keeps resizing its kernels,
-                as a dynamic-shape export needs).
-        """
-        input_size = input_size or self.deploy_input_size
-        if input_size is None:
-            return
-        sizes = {}
-
-        def record_size(block, args):
-            sizes[block] = tuple(args[0].shape[2:])
-
-        hooks = [
-            block.register_forward_pre_hook(record_size)
-            for block in self.modules() if isinstance(block, GCCBlock)
-        ]
-        self.eval()
-        try:
-            self(torch.zeros(1, self.in_channels, *input_size))
-        finally:
-            for hook in hooks:
-                hook.remove()
-        for block, (height, width) in sizes.items():
-            block.switch_to_deploy(height, width)
+    def fold_norms(self):
+        """Fold each ParC stage's norm into the 1x1 convolution after it; the
+        GCC blocks fold theirs when baked."""
         for stage in self.modules():
             if isinstance(stage, ParCStage):
                 stage.fold_norm()
-        fuse_conv_bn(self)
-        self.deployed_size = tuple(input_size)
 
     def init_weights(self):
         """Initialise, loading ``Pretrained`` weights strictly.
@@ -548,11 +507,6 @@ class EdgeFormer(BaseBackbone):
                 param.requires_grad = False
 
     def train(self, mode: bool = True):
-        if mode and self.deployed_size is not None:
-            raise RuntimeError(
-                'This EdgeFormer was switched to deploy mode (inference at '
-                f'{self.deployed_size[0]}x{self.deployed_size[1]}) and '
-                'cannot be trained')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
