@@ -41,3 +41,24 @@ def test_benchmark_runs_on_a_tiny_setting(tmp_path):
     assert 'Resolution sweep' in table
     for plot in ('latency_vs_macs.png', 'latency_vs_resolution.png'):
         assert cv2.imread(str(tmp_path / plot)) is not None
+
+
+def test_benchmark_compares_parc_models_with_their_plain_counterparts(
+        tmp_path):
+    result = run_script('tools/analysis/benchmark.py', '--work-dir',
+                        tmp_path, '--models', 'MobileNetV2',
+                        'ParC-MobileNetV2', '--sizes', '64', '--sweep',
+                        '--threads', '1', '--rounds', '2', '--runs', '1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert not results['failures']
+    # The ParC model runs in deploy mode too; the plain one has none.
+    assert set(results['latency']) == {
+        f'{model}|{backend}|64x64|1'
+        for model in ('MobileNetV2', 'ParC-MobileNetV2')
+        for backend in ('pytorch', 'onnxruntime', 'ncnn')
+    } | {'ParC-MobileNetV2|pytorch-deploy|64x64|1'}
+    assert results['models']['ParC-MobileNetV2']['params'] == 3_532_136
+    table = (tmp_path / 'benchmark.md').read_text()
+    assert '| ParC-MobileNetV2 / MobileNetV2 | 1.008 |' in table
+    assert 'EdgeFormer-S latency / reference' not in table

@@ -1,20 +1,29 @@
-"""Speed of EdgeFormer next to MobileViT and EdgeNeXt (mmpretrain's own).
+"""Speed of EdgeFormer next to MobileViT and EdgeNeXt (mmpretrain's own),
+and of the ParC ConvNets next to their plain counterparts.
 
 Classification models with random weights, batch 1, on this machine's CPU:
 parameters, MACs (edgeformer_mm.utils.count_macs for every model: convs,
 linear layers and matrix products, halved FLOPs), peak memory of one eager
-inference, and latency in eager PyTorch (EdgeFormer also in deploy mode),
-ONNX Runtime and ncnn (fp32; EdgeFormer baked for the input size), at each
-thread count. All cases run interleaved in rounds inside this one process,
-so that drift hits them alike; a latency is the median over rounds of each
-round's median, the spread is (max - min) / median of the round medians.
+inference, and latency in eager PyTorch (EdgeFormer and the ParC ConvNets
+also in deploy mode), ONNX Runtime and ncnn (fp32; EdgeFormer and the ParC
+ConvNets baked for the input size), at each thread count. All cases run
+interleaved in rounds inside this one process, so that drift hits them
+alike; a latency is the median over rounds of each round's median, the
+spread is (max - min) / median of the round medians.
 
 A resolution sweep times every model at several input sizes (eager PyTorch
 and ONNX Runtime, 1 thread). Writes benchmark.md, results.json and the
 plots latency_vs_macs.png and latency_vs_resolution.png to --work-dir.
 
-Example:
+By default the EdgeFormer comparison runs; ``--models`` picks any of the
+models, e.g. the ParC ConvNets and their plain counterparts, which the table
+then compares pair by pair (ParC / plain).
+
+Examples:
     python tools/analysis/benchmark.py --work-dir work_dirs/benchmark
+    python tools/analysis/benchmark.py --work-dir work_dirs/benchmark_parc \
+        --models MobileNetV2 ParC-MobileNetV2 ResNet-50 ParC-ResNet-50 \
+        ConvNeXt-XT ParC-ConvNeXt-XT --sizes 224 --sweep
 """
 import argparse
 import copy
@@ -45,6 +54,19 @@ MODELS = {
     'EdgeNeXt-XXS': 'edgenext-xxsmall_3rdparty_in1k',
     'EdgeNeXt-XS': 'edgenext-xsmall_3rdparty_in1k',
     'EdgeNeXt-S': 'edgenext-small_3rdparty_in1k',
+    'MobileNetV2': 'mobilenet-v2_32xb128-convnext-recipe_in1k',
+    'ParC-MobileNetV2': 'parc-mobilenet-v2_32xb128_in1k',
+    'ResNet-50': 'resnet50_32xb128-convnext-recipe_in1k',
+    'ParC-ResNet-50': 'parc-resnet50_32xb128_in1k',
+    'ConvNeXt-XT': 'convnext-xt_32xb128_in1k',
+    'ParC-ConvNeXt-XT': 'parc-convnext-xt_32xb128_in1k',
+}
+EDGEFORMER_COMPARISON = list(MODELS)[:8]
+# ParC ConvNet -> its plain counterpart.
+PARC_PAIRS = {
+    'ParC-MobileNetV2': 'MobileNetV2',
+    'ParC-ResNet-50': 'ResNet-50',
+    'ParC-ConvNeXt-XT': 'ConvNeXt-XT',
 }
 BACKENDS = ('pytorch', 'pytorch-deploy', 'onnxruntime', 'ncnn')
 REFERENCES = ('MobileViT-S', 'EdgeNeXt-S')
@@ -56,7 +78,11 @@ def parse_args():
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument(
-        '--models', nargs='+', default=list(MODELS), choices=list(MODELS))
+        '--models',
+        nargs='+',
+        default=EDGEFORMER_COMPARISON,
+        choices=list(MODELS),
+        help='default: the EdgeFormer comparison (the first 8)')
     parser.add_argument(
         '--backends', nargs='+', default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument(
@@ -90,7 +116,8 @@ def build(name: str):
     return get_model(MODELS[name]).eval()
 
 
-def is_edgeformer(model) -> bool:
+def has_deploy_mode(model) -> bool:
+    """EdgeFormer and the ParC ConvNets bake their GCCs for an input size."""
     return hasattr(model.backbone, 'switch_to_deploy')
 
 
@@ -138,8 +165,8 @@ def four_dimensional_attention(model):
 
 
 def deployed(model, size):
-    """EdgeFormer baked for ``size``; other models as they are."""
-    if not is_edgeformer(model):
+    """EdgeFormer and ParC models baked for ``size``; others as they are."""
+    if not has_deploy_mode(model):
         return model
     model = copy.deepcopy(model)
     model.backbone.switch_to_deploy(size)
@@ -178,7 +205,7 @@ def make_cases(name, model, backends, size, threads_list, tmp_dir):
     x = torch.rand(1, 3, *size)
     cases, failures = [], {}
     for backend in backends:
-        if backend == 'pytorch-deploy' and not is_edgeformer(model):
+        if backend == 'pytorch-deploy' and not has_deploy_mode(model):
             continue
         try:
             runners = backend_runners(name, model, backend, size, x,
@@ -357,8 +384,8 @@ def markdown(results, args, sizes, sweep) -> str:
         'linear layers and matrix products (edgeformer_mm count_macs). '
         'Peak memory: the most memory PyTorch held for activations and '
         'temporaries during one eager inference at '
-        f'{size_name(sizes[0])}. ncnn in fp32; EdgeFormer baked (deploy '
-        'mode) for ONNX Runtime and ncnn.', ''
+        f'{size_name(sizes[0])}. ncnn in fp32; EdgeFormer and the ParC '
+        'ConvNets baked (deploy mode) for ONNX Runtime and ncnn.', ''
     ]
     for size in map(size_name, sizes):
         header = ['model', 'params', 'MACs', 'peak MB']
@@ -380,26 +407,10 @@ def markdown(results, args, sizes, sweep) -> str:
                            f'({100 * figures["spread"]:.0f}%)'
                            if figures else '-')
             lines.append('| ' + ' | '.join(row) + ' |')
-        lines += ['', '**Ratios** (EdgeFormer-S latency / reference):', '']
-        for backend, threads in columns:
-            subject = latency(results, SUBJECT, backend, size, threads)
-            ratios = [
-                f'{reference} {subject / other:.2f}'
-                for reference in REFERENCES
-                for other in [latency(results, reference, backend if
-                                      backend != 'pytorch-deploy' else
-                                      'pytorch', size, threads)]
-                if subject and other
-            ]
-            if ratios:
-                lines.append(f'- {backend}, {threads} thread(s): ' +
-                             ', '.join(ratios))
-        eager = latency(results, SUBJECT, 'pytorch', size, 1)
-        baked = latency(results, SUBJECT, 'pytorch-deploy', size, 1)
-        if eager and baked:
-            lines.append(f'- deploy mode / eager EdgeFormer-S, 1 thread: '
-                         f'{baked / eager:.2f}')
         lines.append('')
+        if SUBJECT in args.models:
+            lines += edgeformer_ratios(results, size, columns)
+        lines += parc_ratios(results, args, size, columns)
     if sweep:
         lines += ['## Resolution sweep (1 thread)', '']
         for backend in ('pytorch', 'onnxruntime'):
@@ -434,6 +445,63 @@ def markdown(results, args, sizes, sweep) -> str:
                   for key, error in results['failures'].items()]
         lines.append('')
     return '\n'.join(lines)
+
+
+def same_backend_other(backend: str) -> str:
+    """The backend to compare a model that has deploy mode with one that
+    does not: eager PyTorch for PyTorch in deploy mode."""
+    return 'pytorch' if backend == 'pytorch-deploy' else backend
+
+
+def edgeformer_ratios(results, size, columns) -> list:
+    lines = ['**Ratios** (EdgeFormer-S latency / reference):', '']
+    for backend, threads in columns:
+        subject = latency(results, SUBJECT, backend, size, threads)
+        ratios = [
+            f'{reference} {subject / other:.2f}'
+            for reference in REFERENCES for other in [
+                latency(results, reference, same_backend_other(backend),
+                        size, threads)
+            ] if subject and other
+        ]
+        if ratios:
+            lines.append(f'- {backend}, {threads} thread(s): ' +
+                         ', '.join(ratios))
+    eager = latency(results, SUBJECT, 'pytorch', size, 1)
+    baked = latency(results, SUBJECT, 'pytorch-deploy', size, 1)
+    if eager and baked:
+        lines.append(f'- deploy mode / eager EdgeFormer-S, 1 thread: '
+                     f'{baked / eager:.2f}')
+    return lines + ['']
+
+
+def parc_ratios(results, args, size, columns) -> list:
+    """ParC / plain counterpart: parameters, MACs and latency per column."""
+    pairs = [(parc, plain) for parc, plain in PARC_PAIRS.items()
+             if parc in args.models and plain in args.models]
+    if not pairs:
+        return []
+    header = ['ParC / plain', 'params', 'MACs'
+              ] + [f'{b} {t}T' for b, t in columns]
+    lines = [
+        '**ParC / plain counterpart** (ratios; PyTorch in deploy mode is '
+        'compared with the plain model in eager PyTorch):', '',
+        '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)
+    ]
+    for parc, plain in pairs:
+        info = results['models']
+        row = [
+            f'{parc} / {plain}',
+            f'{info[parc]["params"] / info[plain]["params"]:.3f}',
+            f'{info[parc]["macs"][size] / info[plain]["macs"][size]:.3f}'
+        ]
+        for backend, threads in columns:
+            ours = latency(results, parc, backend, size, threads)
+            theirs = latency(results, plain, same_backend_other(backend),
+                             size, threads)
+            row.append(f'{ours / theirs:.2f}' if ours and theirs else '-')
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return lines + ['']
 
 
 def plot(results, args, sizes, sweep):
