@@ -10,20 +10,10 @@ from tiny_runs import shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401
 from edgeformer_mm.utils import build_runner
-from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
 
 CONFIGS = 'configs/mmpretrain/edgeformer'
 TINY = f'{CONFIGS}/edgeformer-xs_1xb32_tiny-shapes.py'
 OFFICIAL_PARAMS = {'xs': 2_185_384, 's': 5_037_088, 'h': 20_403_940}
-
-
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    return make_tiny_shapes(
-        str(tmp_path_factory.mktemp('data') / 'tiny_shapes'),
-        num_train_per_class=4,
-        num_val_per_class=2,
-        image_size=32)
 
 
 def tiny_cfg(root, work_dir, deterministic=False):

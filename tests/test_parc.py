@@ -510,16 +510,6 @@ def test_deploy_tool_converts_them(config, deploy_cfg, tmp_path):
         assert not {'Resize', 'Range', 'Mod', 'MatMul'} & ops
 
 
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
-    return make_tiny_shapes(
-        str(tmp_path_factory.mktemp('data') / 'tiny_shapes'),
-        num_train_per_class=4,
-        num_val_per_class=2,
-        image_size=32)
-
-
 @pytest.mark.parametrize('name', [
     'parc-mobilenet-v2_32xb128_in1k', 'parc-resnet50_32xb128_in1k',
     'parc-convnext-xt_32xb128_in1k'
