@@ -601,3 +601,18 @@ def test_mask_rcnn_configs_train_and_predict():
     # Without the classifier's final norm and head, the backbones differ
     # by the ParC blocks only.
     assert params['ConvNeXt'] - params['ParCConvNeXt'] == 7_438_360 - 7_412_824
+
+
+def test_tiny_configs_differ_only_in_the_backbone():
+    configs = {
+        name: Config.fromfile(f'{PARC_CONFIGS}/{name}_1xb32_tiny-shapes.py')
+        for name in ('mobilenet-v2', 'parc-mobilenet-v2')
+    }
+    plain, parc = (configs[name].to_dict()
+                   for name in ('mobilenet-v2', 'parc-mobilenet-v2'))
+    assert plain['model'].pop('backbone')['type'] == 'MobileNetV2'
+    assert parc['model'].pop('backbone')['type'] == 'ParCMobileNetV2'
+    plain.pop('filename', None), parc.pop('filename', None)
+    assert plain == parc
+    assert plain['model']['head']['num_classes'] == 4
+    assert plain['model']['train_cfg']['augments'] is None
