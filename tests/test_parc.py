@@ -158,6 +158,13 @@ def test_operator_deploy_mode_equals_eager_at_its_size(groups, use_pe):
         torch.testing.assert_close(op(x), expected)
         with pytest.raises(ValueError, match='deploy mode for 6x10'):
             op(torch.randn(2, 4, 6, 12))
+        # A following per-channel affine map (a BatchNorm) folds in.
+        scale, shift = torch.rand(4) + 0.5, torch.randn(4)
+        op.fold_affine(scale, shift)
+        torch.testing.assert_close(
+            op(x), expected * scale[:, None, None] + shift[:, None, None])
+    with pytest.raises(RuntimeError, match='switch_to_deploy first'):
+        ParCOperator(4, 7, 'h', use_pe, groups).fold_affine(scale, shift)
 
 
 @pytest.mark.parametrize('kernel_init,groups,std', [
@@ -414,13 +421,12 @@ def test_deploy_mode_equals_eager(size):
             deployed.train()
 
 
-def test_deploy_folds_batch_norms_into_convs():
-    model = ParCResNet(50, base_channels=16, stem_channels=16).eval()
-    model.switch_to_deploy((96, 96))
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    # Only the norms after a ParC mixer remain (mmcv's fuse_conv_bn folds
-    # norms into nn.Conv2d only).
-    assert len(norms) == 4
+def test_deploy_folds_every_batch_norm():
+    for model in (ParCResNet(50, base_channels=16, stem_channels=16),
+                  ParCMobileNetV2(widen_factor=0.5)):
+        model.eval().switch_to_deploy((96, 96))
+        # Into the convolution before it, or into the ParC mixer before it.
+        assert not [m for m in model.modules() if isinstance(m, _BatchNorm)]
 
 
 def test_onnx_export_dynamic_and_baked(tmp_path):

@@ -16,6 +16,7 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .gcc import (AxialPositionalEmbedding, GlobalCircularConv,
                   global_circular_conv)
@@ -118,6 +119,17 @@ class ParCOperator(BaseModule):
         del self.pe, self.gcc
         self.deploy_size = (height, width)
 
+    @torch.no_grad()
+    def fold_affine(self, scale: Tensor, shift: Tensor):
+        """Make the baked operator return ``scale * y + shift`` (per output
+        channel) instead of ``y``: a BatchNorm that follows it, folded in."""
+        if self.deploy_size is None:
+            raise RuntimeError('fold_affine needs switch_to_deploy first')
+        shape = (-1, ) + (1, ) * (self.deploy_kernel.dim() - 1)
+        self.deploy_kernel.mul_(scale.reshape(shape))
+        self.deploy_bias = (self.deploy_bias * scale[None, :, None, None] +
+                            shift[None, :, None, None])
+
 
 class ParCMixer(BaseModule):
     """Spatial mixing of a ParC block, a drop-in for a stride-1 spatial conv
@@ -166,6 +178,15 @@ class ParCMixer(BaseModule):
         (:meth:`ParCOperator.switch_to_deploy`)."""
         self.parc_h.switch_to_deploy(height, width)
         self.parc_w.switch_to_deploy(height, width)
+
+    def fold_norm(self, norm: _BatchNorm):
+        """Fold the BatchNorm (eval statistics) that follows this baked mixer
+        into its operators; the caller replaces ``norm`` by an identity."""
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        for op, part in zip((self.parc_h, self.parc_w),
+                            zip(scale.chunk(2), shift.chunk(2))):
+            op.fold_affine(*part)
 
 
 PE_BLOCKS = ('first', 'all')
