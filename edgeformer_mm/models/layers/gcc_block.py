@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .gcc import (DIRECTION_DIMS, AxialPositionalEmbedding, GlobalCircularConv,
                   circulant_matrix, global_circular_conv)
-from .reparam import fold_norm_into_conv
+from .reparam import batch_norm_affine, fold_norm_into_conv
 
 
 def check_deploy_size(kind: str, deploy_size: tuple, x: Tensor):
@@ -97,9 +97,7 @@ class GCCBranch(BaseModule):
         lengths = [(height, width)[dim - 2] for dim in self.dims]
         kernel_1 = self.gcc_1.instance_kernel(lengths[0])
         kernel_2 = self.gcc_2.instance_kernel(lengths[1])
-        norm = self.norm
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        shift = norm.bias - norm.running_mean * scale
+        scale, shift = batch_norm_affine(self.norm)
 
         def along(values: Tensor, dim: int) -> Tensor:
             """(C, n) values as a (1, C, n, 1) or (1, C, 1, n) map."""

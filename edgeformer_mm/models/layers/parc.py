@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .gcc import (AxialPositionalEmbedding, GlobalCircularConv,
                   global_circular_conv)
 from .gcc_block import check_deploy_size
+from .reparam import batch_norm_affine
 
 KERNEL_INITS = ('kaiming', 'trunc_normal')
 
@@ -182,8 +183,7 @@ class ParCMixer(BaseModule):
     def fold_norm(self, norm: _BatchNorm):
         """Fold the BatchNorm (eval statistics) that follows this baked mixer
         into its operators; the caller replaces ``norm`` by an identity."""
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        shift = norm.bias - norm.running_mean * scale
+        scale, shift = batch_norm_affine(norm)
         for op, part in zip((self.parc_h, self.parc_w),
                             zip(scale.chunk(2), shift.chunk(2))):
             op.fold_affine(*part)

@@ -1,7 +1,16 @@
-"""Folding a BatchNorm into the 1x1 convolution that follows it (deploy
-mode)."""
+"""Folding BatchNorms into neighbouring linear layers (deploy mode)."""
+from typing import Tuple
+
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+
+def batch_norm_affine(
+        norm: nn.modules.batchnorm._BatchNorm) -> Tuple[Tensor, Tensor]:
+    """``(scale, shift)`` per channel such that the norm in eval mode is
+    ``scale * x + shift``."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
 
 
 @torch.no_grad()
@@ -17,8 +26,7 @@ def fold_norm_into_conv(norm: nn.modules.batchnorm._BatchNorm,
     if conv.kernel_size != (1, 1):
         raise ValueError('only a 1x1 convolution can absorb a preceding norm '
                          f'exactly, got a {conv.kernel_size} one')
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    shift = norm.bias - norm.running_mean * scale
+    scale, shift = batch_norm_affine(norm)
     out_channels, group_width = conv.weight.shape[:2]
     # Input channel of each weight column: group g reads channels
     # g * group_width ... (g + 1) * group_width - 1.
