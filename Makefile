@@ -8,7 +8,7 @@ SETUP_DONE := $(VENV)/.setup-complete
 .PHONY: demo test setup
 
 demo: $(SETUP_DONE)
-	$(PYTHON) tools/demo.py
+	$(PYTHON) tools/end_to_end_demo.py
 
 test: $(SETUP_DONE)
 	$(PYTHON) -m pytest tests

@@ -1,7 +1,7 @@
 """Fixtures shared by several test files."""
 import pytest
 
-from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
+from edgeformer_mm.datasets.synthetic import make_tiny_shapes
 
 
 @pytest.fixture(scope='module')

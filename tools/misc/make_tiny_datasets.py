@@ -10,7 +10,7 @@ Example:
 import argparse
 import os.path as osp
 
-from edgeformer_mm.utils.tiny_datasets import (make_tiny_coco,
+from edgeformer_mm.datasets.synthetic import (make_tiny_coco,
                                                make_tiny_shapes, make_tiny_voc)
 
 

@@ -36,7 +36,7 @@ import torch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.utils import build_model
-from edgeformer_mm.utils.official_checkpoint import (
+from edgeformer_mm.converters.official_checkpoint import (
     TASKS, ConversionError, convert_official_state_dict, guess_task,
     read_official_checkpoint)
 

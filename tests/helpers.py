@@ -1,5 +1,6 @@
-"""Helpers shared by the tests: short Runner schedules and running the
-repository's scripts as a user does."""
+"""Helpers shared by the tests: short Runner schedules, running the
+repository's scripts as a user does, calibrated random models and photos
+for parity checks, and a direct reference of the circular convolution."""
 import os.path as osp
 import subprocess
 import sys
@@ -76,3 +77,14 @@ def write_photo(name, path):
     from skimage import data
     cv2.imwrite(str(path), getattr(data, name)()[..., ::-1])
     return str(path)
+
+
+def roll_reference(x, kernel, dim):
+    """y[i] = sum_j k[j] x[(i + j) mod n]: shift x left by j and weight it."""
+    n = x.shape[dim]
+    shape = [1, -1, 1, 1]
+    y = torch.zeros_like(x)
+    for j in range(n):
+        k = kernel[:, j].reshape(shape)
+        y += k * torch.roll(x, shifts=-j, dims=dim)
+    return y

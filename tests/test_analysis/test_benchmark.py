@@ -5,7 +5,7 @@ import json
 
 import cv2
 import pytest
-from tiny_runs import run_script
+from helpers import run_script
 
 pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed')
 pytest.importorskip('ncnn', reason='the ncnn runtime is not installed')

@@ -33,7 +33,7 @@ from mmpretrain import get_model
 
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner, count_macs, count_parameters
-from edgeformer_mm.utils.tiny_datasets import (make_tiny_coco,
+from edgeformer_mm.datasets.synthetic import (make_tiny_coco,
                                                make_tiny_shapes, make_tiny_voc)
 
 TINY_CONFIG = ('configs/mmpretrain/edgeformer/'

@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_runs import calibrate, write_photo
+from helpers import REPO, calibrate, write_photo
 
 from edgeformer_mm.deployment import (NcnnRunner, OnnxRuntimeBackend,
                                       convert_to_ncnn, export_onnx,
@@ -20,7 +20,6 @@ pytest.importorskip(
     'skimage', reason='scikit-image (the test photos) is not installed')
 pytest.importorskip('pnnx', reason='the pnnx converter is not installed')
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
 PHOTOS = ('astronaut', 'coffee', 'chelsea')
 # model config, ONNX Runtime dynamic deploy config, (height, width) sizes

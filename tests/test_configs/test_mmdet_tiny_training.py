@@ -12,14 +12,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from tiny_runs import run_image_demo, run_script, shorten_to_one_epoch
+from helpers import REPO, run_image_demo, run_script, shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner
-from edgeformer_mm.utils.tiny_datasets import SHAPE_CLASSES, make_tiny_coco
+from edgeformer_mm.datasets.synthetic import SHAPE_CLASSES, make_tiny_coco
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'mmdet')
 TINY = osp.join(CONFIGS, 'ssdlite_edgeformer_xs_tiny-coco.py')
 

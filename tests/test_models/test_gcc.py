@@ -2,22 +2,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import roll_reference
 
 from edgeformer_mm.models.layers import (AxialPositionalEmbedding,
                                          GlobalCircularConv,
                                          global_circular_conv, resize_meta)
 from edgeformer_mm.models.layers.gcc import circulant_matmul
-
-
-def roll_reference(x, kernel, dim):
-    """y[i] = sum_j k[j] x[(i + j) mod n]: shift x left by j and weight it."""
-    n = x.shape[dim]
-    shape = [1, -1, 1, 1]
-    y = torch.zeros_like(x)
-    for j in range(n):
-        k = kernel[:, j].reshape(shape)
-        y += k * torch.roll(x, shifts=-j, dims=dim)
-    return y
 
 
 @pytest.mark.parametrize('operator', [global_circular_conv, circulant_matmul])

@@ -12,7 +12,7 @@ import onnxruntime
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_runs import calibrate, run_script, write_photo
+from helpers import REPO, calibrate, run_script, write_photo
 
 import edgeformer_mm.deployment.ncnn
 from edgeformer_mm.deployment import ConverterNotFoundError, convert_to_ncnn
@@ -20,7 +20,6 @@ from edgeformer_mm.utils import build_model
 
 pytest.importorskip('skimage', reason='scikit-image is not installed')
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
 MODEL_CFGS = {
     'classification': 'mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py',

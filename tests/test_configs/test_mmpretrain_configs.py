@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_runs import shorten_to_one_epoch
+from helpers import shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401
 from edgeformer_mm.utils import build_runner

@@ -6,15 +6,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from tiny_runs import run_image_demo, run_script, shorten_to_one_epoch
+from helpers import REPO, run_image_demo, run_script, shorten_to_one_epoch
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner
-from edgeformer_mm.utils.tiny_datasets import (SEG_CLASSES, SEG_PALETTE,
+from edgeformer_mm.datasets.synthetic import (SEG_CLASSES, SEG_PALETTE,
                                                make_tiny_voc)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs', 'mmseg')
 TINY = osp.join(CONFIGS, 'deeplabv3_edgeformer_xs_tiny-voc.py')
 CLASSIFIER = 'work_dirs/edgeformer-xs_1xb32_tiny-shapes/epoch_12.pth'

@@ -10,7 +10,7 @@ import pytest
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from edgeformer_mm.utils.tiny_datasets import (SEG_CLASSES, SEG_PALETTE,
+from edgeformer_mm.datasets.synthetic import (SEG_CLASSES, SEG_PALETTE,
                                                SHAPE_CLASSES, make_tiny_coco,
                                                make_tiny_shapes, make_tiny_voc)
 

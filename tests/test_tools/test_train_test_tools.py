@@ -1,11 +1,10 @@
 """tools/train.py and tools/test.py, run as a user runs them."""
 import os.path as osp
 
-from tiny_runs import run_script
+from helpers import REPO, run_script
 
-from edgeformer_mm.utils.tiny_datasets import make_tiny_shapes
+from edgeformer_mm.datasets.synthetic import make_tiny_shapes
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer')
 
 

@@ -17,10 +17,12 @@ from mmseg.structures import SegDataSample
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from helpers import REPO
+
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import DeepLabV3Head, EdgeFormer
 
-CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs', 'mmseg')
+CONFIGS = osp.join(REPO, 'configs', 'mmseg')
 VOC = osp.join(CONFIGS, 'deeplabv3_edgeformer_s_voc12aug-512x512.py')
 VOC_OS8 = osp.join(CONFIGS, 'deeplabv3_edgeformer_s_os8_voc12aug-512x512.py')
 CITYSCAPES = osp.join(CONFIGS, 'deeplabv3_edgeformer_s_cityscapes-512x1024.py')

@@ -490,7 +490,7 @@ def test_deploy_tool_converts_them(config, deploy_cfg, tmp_path):
     its tolerances (scores 1e-4 relative); static ONNX graphs are baked."""
     pytest.importorskip('skimage', reason='scikit-image is not installed')
     import onnx
-    from tiny_runs import calibrate, run_script, write_photo
+    from helpers import calibrate, run_script, write_photo
 
     from edgeformer_mm.utils import build_model
     config = f'{PARC_CONFIGS}/{config}.py'
@@ -524,7 +524,7 @@ def test_short_train_with_the_recipe_on_the_tiny_set(name, tiny_root,
                                                      tmp_path):
     """Two iterations of the ImageNet config (Mixup/CutMix, RandAugment,
     EMA, AdamW) on the tiny shapes set at 32x32: the ParC weights train."""
-    from tiny_runs import shorten_to_one_epoch
+    from helpers import shorten_to_one_epoch
 
     from edgeformer_mm.utils import build_runner
     cfg = Config.fromfile(f'{PARC_CONFIGS}/{name}.py')

@@ -11,12 +11,12 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
+from helpers import REPO
+
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.models import EdgeFormer, SSDLiteHead
 
-CONFIG = osp.join(
-    osp.dirname(__file__), '..', 'configs', 'mmdet',
-    'ssdlite_edgeformer_s_coco.py')
+CONFIG = osp.join(REPO, 'configs', 'mmdet', 'ssdlite_edgeformer_s_coco.py')
 OFFICIAL_PARAMS = 5_197_282
 # Official sizes at 320: encoder 4,292,408, extra layers 105,312, heads
 # 799,562 of which 108,032 are the 1x1 projections that our neck holds.

@@ -9,15 +9,14 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_runs import run_script
+from helpers import REPO, run_script
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.utils import build_model
-from edgeformer_mm.utils.official_checkpoint import (
+from edgeformer_mm.converters.official_checkpoint import (
     ConversionError, convert_official_state_dict, guess_task,
     read_official_checkpoint)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 KEY_LISTS = osp.join(REPO, 'tests', 'data', 'official_state_dicts')
 TOOL = 'tools/model_converters/edgeformer_official_to_mm.py'
 # (official key list, task, our config)

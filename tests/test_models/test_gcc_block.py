@@ -1,7 +1,7 @@
 """The GCC-CA block against the formula of the official block."""
 import torch
 import torch.nn.functional as F
-from test_gcc import roll_reference
+from helpers import roll_reference
 
 from edgeformer_mm.models.layers import GCCBlock, resize_meta
 
