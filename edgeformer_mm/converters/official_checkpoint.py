@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..utils.state_dict import compare_state_dicts
+
 TASKS = ('cls', 'det', 'seg')
 TASK_NAMES = dict(
     cls='classification', det='SSD detection', seg='DeepLabV3 segmentation')
@@ -301,23 +303,13 @@ def convert_official_state_dict(state_dict: Dict[str, Tensor], task: str,
         else:
             converted.update(new)
 
-    missing = [key for key in target if key not in converted]
-    unexpected = [key for key in converted if key not in target]
-    mismatched = [
-        f'{key}: {tuple(converted[key].shape)}, expected '
-        f'{tuple(target[key].shape)}' for key in target
-        if key in converted and converted[key].shape != target[key].shape
-    ]
-    problems = [
-        _listed(title, keys)
-        for title, keys in (('official keys without a counterpart',
-                             unmatched), ('target keys left unfilled',
-                                          missing),
-                            ('converted keys the target does not have',
-                             unexpected), ('shape mismatches', mismatched))
-        if keys
-    ]
-    if problems:
+    mismatch = compare_state_dicts(converted, target)
+    if unmatched or mismatch:
+        problems = [_listed('official keys without a counterpart', unmatched)
+                    ] if unmatched else []
+        if mismatch:
+            problems.append('the converted weights against the target: ' +
+                            mismatch.report())
         raise ConversionError('The official checkpoint does not convert to '
                               'the target model:\n' + '\n'.join(problems))
     return OrderedDict((key, converted[key]) for key in target)

@@ -83,10 +83,12 @@ class VariableCropDataset:
         Returns:
             Any: The output of the wrapped dataset's pipeline.
         """
+        # Like BaseDataset, index a lazily initialised dataset anyway, and
+        # say once that it is slower that way.
         if not self._fully_initialized:
             print_log(
-                'Please call `full_init` method manually to accelerate '
-                'the speed.',
+                f'{type(self).__name__} was indexed before full_init(); '
+                'initialising it now',
                 logger='current',
                 level=logging.WARNING)
             self.full_init()
@@ -95,18 +97,23 @@ class VariableCropDataset:
         if len(key) != 2:
             raise ValueError('a tuple key must be (index, crop_size), got '
                              f'{key!r}')
-        idx, crop_size = key
+        index, crop_size = key
         dataset = self.dataset
-        for _ in range(dataset.max_refetch + 1):
-            data_info = dataset.get_data_info(idx)
+        tried = []
+        while len(tried) <= dataset.max_refetch:
+            tried.append(index)
+            data_info = dataset.get_data_info(index)
             data_info['crop_size'] = crop_size
-            data = dataset.pipeline(data_info)
-            if data is not None:
-                return data
+            sample = dataset.pipeline(data_info)
+            if sample is not None:
+                return sample
             if dataset.test_mode:
-                raise RuntimeError('Test time pipeline should not get `None` '
-                                   'data_sample')
-            idx = np.random.randint(0, len(dataset))
+                # A test set must give every sample: no stand-ins.
+                break
+            index = np.random.randint(len(dataset))
         raise RuntimeError(
-            f'Cannot find valid image after {dataset.max_refetch} refetches! '
-            'Please check your image path and pipeline')
+            f'The pipeline returned None for sample(s) {tried} at crop size '
+            f'{crop_size}' + (' (test mode: no other sample is tried)'
+                              if dataset.test_mode else
+                              f' ({dataset.max_refetch} replacement(s) '
+                              'tried; is an image unreadable?)'))

@@ -9,6 +9,8 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from ..utils.state_dict import compare_state_dicts
+
 BACKENDS = ('onnxruntime', 'ncnn')
 
 
@@ -33,25 +35,11 @@ def check_checkpoint(model: nn.Module, checkpoint: str):
         raise ValueError(f'cannot read the checkpoint {checkpoint}: '
                          f'{error}') from error
     state_dict = state_dict.get('state_dict', state_dict)
-    expected = model.state_dict()
-    reshaped = [
-        f'{key}: {tuple(value.shape)} in the checkpoint, '
-        f'{tuple(expected[key].shape)} in the model'
-        for key, value in state_dict.items()
-        if key in expected and value.shape != expected[key].shape
-    ]
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
-    if reshaped or missing or unexpected:
-        listed = [f'shape of {line}' for line in reshaped]
-        listed += [f'missing: {key}' for key in missing]
-        listed += [f'unexpected: {key}' for key in unexpected]
-        more = f'\n  ... {len(listed) - 10} more' * (len(listed) > 10)
+    mismatch = compare_state_dicts(state_dict, model.state_dict())
+    if mismatch:
         raise ValueError(
             f'the checkpoint {checkpoint} does not match the model config: '
-            f'{len(reshaped)} weights of another shape, {len(missing)} '
-            f'missing, {len(unexpected)} unexpected:\n  ' +
-            '\n  '.join(listed[:10]) + more)
+            f'{mismatch.report(limit=10)}')
 
 
 def export_onnx(img: str, work_dir: str, deploy_cfg: Config,

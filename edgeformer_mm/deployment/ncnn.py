@@ -13,6 +13,9 @@ stays on the host:
   host through the model's own ``predict_by_feat``, so the detections are
   those of PyTorch for the same maps.
 
+mmpretrain's attention layers (MobileViT, EdgeNeXt) are traced in a 4-D
+form, as ncnn needs (:mod:`edgeformer_mm.deployment.attention`).
+
 The input blob is ``input``. :class:`NcnnRunner` runs the files for any of
 the three tasks, like mmdeploy's backend models.
 """
@@ -27,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .attention import with_four_dimensional_attention
 
 INPUT_NAME = 'input'
 TASKS = ('Classification', 'ObjectDetection', 'Segmentation')
@@ -45,8 +50,10 @@ def output_names(model: nn.Module, task: str) -> List[str]:
     return ['output']
 
 
-class NcnnGraph(nn.Module):
-    """The part of an mmpretrain, mmdet or mmseg model that goes to ncnn.
+class ExportGraph(nn.Module):
+    """The part of an mmpretrain, mmdet or mmseg model that is exported,
+    traced for ncnn or exported to ONNX: the network up to the outputs of
+    its task (see the module docstring); the rest runs on the host.
 
     Args:
         model (nn.Module): The model, in eval mode.
@@ -100,6 +107,9 @@ def convert_to_ncnn(model: nn.Module, task: str, input_size: Tuple[int,
     The files appear only once the conversion succeeded: a failed one leaves
     nothing that could be mistaken for a model.
 
+    mmpretrain's attention layers are converted in their 4-D form (see
+    :func:`with_four_dimensional_attention`); ``model`` is left as it is.
+
     Args:
         model (nn.Module): The model in eval mode (EdgeFormer already in
             deploy mode for ``input_size``, so no kernel resizing is traced).
@@ -122,7 +132,12 @@ def convert_to_ncnn(model: nn.Module, task: str, input_size: Tuple[int,
     with tempfile.TemporaryDirectory(dir=out_dir, prefix='.ncnn-') as tmp:
         example = torch.zeros(1, 3, *input_size)
         with torch.no_grad():
-            traced = torch.jit.trace(NcnnGraph(model, task).eval(), example)
+            graph = ExportGraph(with_four_dimensional_attention(model), task)
+            # No trace check (it runs the model again, tripling the time):
+            # tools/deploy.py and the tests compare the converted model with
+            # PyTorch on real inputs.
+            traced = torch.jit.trace(
+                graph.eval(), example, check_trace=False)
         traced.save(osp.join(tmp, 'model.pt'))
         shape = ','.join(map(str, example.shape))
         result = subprocess.run(

@@ -16,8 +16,8 @@ def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
     Counts convolutions (functional ones too, so every GCC is included),
     linear layers and matrix products with PyTorch's FlopCounterMode, halved
     to get MACs; element-wise work (norms, activations, additions) is not
-    counted. This is the "strict conv + linear" count of the official
-    figures in the README.
+    counted. This is how the official models' figures in
+    docs/faithfulness.md were counted.
     """
     counter = FlopCounterMode(display=False)
     with counter:

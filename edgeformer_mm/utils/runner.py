@@ -9,7 +9,7 @@ from mmengine.registry import RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
 # Where each data set type is expected, for the error message when it is
-# missing (the configs use these roots; README "Data sets" says more).
+# missing (the configs use these roots; docs/data_sets.md says more).
 DATA_HINTS = {
     'ImageNet': 'ImageNet-1k in mmpretrain layout: train/, val/ and meta/'
     '{train,val}.txt',
@@ -55,7 +55,7 @@ def check_data_roots(cfg: Config):
                     f'{hint} there (relative paths start from the current '
                     f'directory), or point the config elsewhere with '
                     f'--cfg-options {key}.data_root=PATH (see '
-                    f"README, 'Data sets').")
+                    'docs/data_sets.md).')
 
 
 def build_model(config):

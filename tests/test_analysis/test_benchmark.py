@@ -12,6 +12,7 @@ pytest.importorskip('ncnn', reason='the ncnn runtime is not installed')
 pytest.importorskip('pnnx', reason='the pnnx converter is not installed')
 
 
+@pytest.mark.slow
 def test_benchmark_runs_on_a_tiny_setting(tmp_path):
     result = run_script('tools/analysis/benchmark.py', '--work-dir',
                         tmp_path, '--models', 'EdgeFormer-XS',
@@ -43,6 +44,7 @@ def test_benchmark_runs_on_a_tiny_setting(tmp_path):
         assert cv2.imread(str(tmp_path / plot)) is not None
 
 
+@pytest.mark.slow
 def test_benchmark_compares_parc_models_with_their_plain_counterparts(
         tmp_path):
     result = run_script('tools/analysis/benchmark.py', '--work-dir',

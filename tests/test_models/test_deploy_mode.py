@@ -7,7 +7,8 @@ import torch
 
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.models.layers import (AxialPositionalEmbedding, GCCBlock,
-                                         GCCBranch, GlobalCircularConv)
+                                         GCCBranch, GlobalCircularConv,
+                                         global_circular_conv)
 from edgeformer_mm.models.layers.reparam import fold_norm_into_conv
 
 
@@ -27,7 +28,7 @@ def randomise_norm(norm, seed):
 @pytest.mark.parametrize('first_direction', ['h', 'w'])
 @pytest.mark.parametrize('use_pe', [True, False])
 @pytest.mark.parametrize('size', [(7, 7), (5, 11), (12, 3), (1, 6)])
-def test_branch_equals_the_original(first_direction, use_pe, size):
+def test_baked_branch_equals_the_original(first_direction, use_pe, size):
     torch.manual_seed(0)
     branch = GCCBranch(6, 8, first_direction, use_pe)
     randomise_norm(branch.norm, seed=1)
@@ -35,32 +36,23 @@ def test_branch_equals_the_original(first_direction, use_pe, size):
     x = torch.randn(2, 6, *size)
     with torch.no_grad():
         ref = branch(x)
-        branch.switch_to_deploy(*size)
-        out = branch(x)
+        kernel_1, kernel_2, bias = branch.baked(*size)
+        out = global_circular_conv(
+            global_circular_conv(x, kernel_1, branch.dims[0]), kernel_2,
+            branch.dims[1]) + bias
     assert relative_error(out, ref) < 1e-5
-    # Only the baked kernels and bias are left.
-    assert not list(branch.children())
     lengths = size if first_direction == 'h' else size[::-1]
-    assert branch.deploy_kernel_1.shape == (6, lengths[0])
-    assert branch.deploy_kernel_2.shape == (6, lengths[1])
+    assert kernel_1.shape == (6, lengths[0])
+    assert kernel_2.shape == (6, lengths[1])
     # Embeddings vary over the map; without them the bias is per channel.
-    assert branch.deploy_bias.shape == ((1, 6) + size if use_pe else
-                                        (1, 6, 1, 1))
-
-
-def test_branch_runs_at_its_size_only():
-    branch = GCCBranch(4, 8, 'h', True).eval()
-    branch.switch_to_deploy(8, 10)
-    with pytest.raises(ValueError,
-                       match='deploy mode for 8x10 inputs, got 10x8'):
-        branch(torch.randn(1, 4, 10, 8))
+    assert bias.shape == ((1, 6) + size if use_pe else (1, 6, 1, 1))
 
 
 def test_branch_needs_a_batch_norm():
     branch = GCCBranch(
         4, 8, 'h', True, norm_cfg=dict(type='GN', num_groups=2))
     with pytest.raises(TypeError, match='folds a BatchNorm'):
-        branch.switch_to_deploy(8, 8)
+        branch.baked(8, 8)
 
 
 @pytest.mark.parametrize('use_pe', [True, False])
@@ -132,12 +124,15 @@ def test_backbone_equals_the_original(calibrated, size):
     assert not any(
         isinstance(m, (GlobalCircularConv, AxialPositionalEmbedding,
                        torch.nn.BatchNorm2d)) for m in deployed.modules())
-    graph = str(torch.jit.trace(deployed, x).inlined_graph)
+    # The graphs are only read (check_trace would run each model twice
+    # more).
+    graph = str(
+        torch.jit.trace(deployed, x, check_trace=False).inlined_graph)
     assert 'upsample' not in graph and 'interpolate' not in graph
     # Traced without deploy mode, the kernels are resized in the graph
     # (even at 256, where the maps have the meta sizes).
     assert 'upsample_linear1d' in str(
-        torch.jit.trace(calibrated, x).inlined_graph)
+        torch.jit.trace(calibrated, x, check_trace=False).inlined_graph)
 
 
 def test_deployed_backbone_cannot_train(calibrated):

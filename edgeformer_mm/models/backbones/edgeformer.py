@@ -5,7 +5,7 @@ import os.path as osp
 from collections.abc import Sequence
 
 import torch
-from mmcv.cnn import ConvModule, build_norm_layer
+from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_with_prefix)
@@ -15,14 +15,16 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS, register
+from ...utils.state_dict import compare_state_dicts
 from ...utils.validation import check_positive_int
 from ..layers import GCCBlock
 from ..layers.reparam import fold_norm_into_conv
 from .deploy_mixin import InputSizeDeployMixin
 
 
-class ParCStage(BaseModule):
-    """The global part of an EdgeFormer stage (``outer_frame_v1``).
+class EdgeFormerGlobalBlock(BaseModule):
+    """The global block of an EdgeFormer stage (``outer_frame_v1``), which
+    follows the stage's MobileNetV2 block.
 
     A grouped 3x3 conv and a 1x1 conv project the input to the width of the
     global branch, a stack of :class:`GCCBlock` mixes it globally (positional
@@ -38,6 +40,8 @@ class ParCStage(BaseModule):
         meta_kernel_size (int): Meta length of GCC kernels and PEs.
         fusion (str): ``'concat'`` or ``'add'``.
         ffn_drop_rate (float): Dropout after each FFN.
+        conv_cfg (dict, optional): Config of the convs around the GCC blocks
+            (the GCC blocks' own convs are GCCs and 1x1 FFN layers).
         norm_cfg (dict): Config of the norm layers.
         act_cfg (dict): Config of the activation of the local convs.
         init_cfg (dict, optional): Initialization config. Defaults to None.
@@ -51,12 +55,14 @@ class ParCStage(BaseModule):
                  meta_kernel_size: int,
                  fusion: str,
                  ffn_drop_rate: float = 0.1,
+                 conv_cfg=None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='SiLU'),
                  init_cfg=None):
         super().__init__(init_cfg)
         self.fusion = fusion
         groups = math.gcd(global_channels, in_channels)
+        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.local_proj = nn.Sequential(
             ConvModule(
                 in_channels,
@@ -64,9 +70,9 @@ class ParCStage(BaseModule):
                 3,
                 padding=1,
                 groups=groups,
-                norm_cfg=norm_cfg,
-                act_cfg=act_cfg),
-            nn.Conv2d(global_channels, global_channels, 1, bias=False))
+                **common),
+            build_conv_layer(
+                conv_cfg, global_channels, global_channels, 1, bias=False))
         self.blocks = nn.Sequential(*[
             GCCBlock(
                 global_channels,
@@ -78,20 +84,10 @@ class ParCStage(BaseModule):
         ])
         self.norm = build_norm_layer(norm_cfg, global_channels)[1]
         self.global_proj = ConvModule(
-            global_channels,
-            in_channels,
-            1,
-            groups=groups,
-            norm_cfg=norm_cfg,
-            act_cfg=act_cfg)
+            global_channels, in_channels, 1, groups=groups, **common)
         fusion_in = 2 * in_channels if fusion == 'concat' else in_channels
         self.fuse = ConvModule(
-            fusion_in,
-            in_channels,
-            3,
-            padding=1,
-            norm_cfg=norm_cfg,
-            act_cfg=act_cfg)
+            fusion_in, in_channels, 3, padding=1, **common)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.global_proj(self.norm(self.blocks(self.local_proj(x))))
@@ -122,7 +118,7 @@ class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
     The network has seven stages, which ``out_indices`` and ``frozen_stages``
     count from 0: the stem (stride 2), ``layer1`` and ``layer2`` (MobileNetV2
     blocks; strides 2 and 4), ``layer3`` to ``layer5`` (a stride-2
-    MobileNetV2 block then a :class:`ParCStage`; strides 8, 16 and 32) and
+    MobileNetV2 block then a :class:`EdgeFormerGlobalBlock`; strides 8, 16 and 32) and
     the final 1x1 expansion conv ``conv_1x1_exp`` that classifiers use.
     Stages after the last one in ``out_indices`` are not built.
 
@@ -163,8 +159,9 @@ class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
             mmdeploy calls it; tools/deploy.py sets it from a static deploy
             config). Defaults to None: the model stays as it is, resizing
             its kernels to any input, and exports with dynamic shapes.
-        conv_cfg (dict, optional): Config of the regular conv layers.
-            Defaults to None.
+        conv_cfg (dict, optional): Config of every conv layer but the GCCs
+            and the 1x1 layers inside the GCC blocks (FFN, channel
+            attention). Defaults to None (``nn.Conv2d``).
         norm_cfg (dict): Config of the norm layers.
             Defaults to ``dict(type='BN')``.
         act_cfg (dict): Activation of the conv layers (the GCC blocks use hard
@@ -305,7 +302,7 @@ class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
                 blocks = [
                     self._mv2_block(channels, out_channels, stride,
                                     expand_ratio, common, first_dilation),
-                    ParCStage(
+                    EdgeFormerGlobalBlock(
                         out_channels,
                         global_channels,
                         ffn_channels,
@@ -313,8 +310,7 @@ class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
                         meta_kernel_size,
                         fusion=self.arch['fusion'],
                         ffn_drop_rate=ffn_drop_rate,
-                        norm_cfg=norm_cfg,
-                        act_cfg=act_cfg)
+                        **common)
                 ]
             stages.append((nn.Sequential(*blocks), out_channels))
             channels = out_channels
@@ -351,7 +347,7 @@ class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
         """Fold each ParC stage's norm into the 1x1 convolution after it; the
         GCC blocks fold theirs when baked."""
         for stage in self.modules():
-            if isinstance(stage, ParCStage):
+            if isinstance(stage, EdgeFormerGlobalBlock):
                 stage.fold_norm()
 
     def init_weights(self):
@@ -384,30 +380,15 @@ class EdgeFormer(InputSizeDeployMixin, BaseBackbone):
             state_dict = _load_checkpoint(checkpoint, map_location='cpu')
             state_dict = state_dict.get('state_dict', state_dict)
         own = self.state_dict()
-        unbuilt = tuple(f'{name}.' for name in self.all_stage_names
-                        if name not in self.stage_names)
-        mismatched = [
-            f'shape {tuple(state_dict[key].shape)} for {key}, expected '
-            f'{tuple(value.shape)}' for key, value in own.items()
-            if key in state_dict and state_dict[key].shape != value.shape
-        ]
-        missing = [f'missing: {key}' for key in own if key not in state_dict]
-        unexpected = [
-            f'unexpected: {key}' for key in state_dict
-            if key not in own and not key.startswith(unbuilt)
-        ]
-        problems = mismatched + missing + unexpected
-        if problems:
-            shown = '\n  '.join(problems[:20])
-            more = len(problems) - 20
+        unbuilt = [f'{name}.' for name in self.all_stage_names
+                   if name not in self.stage_names]
+        mismatch = compare_state_dicts(state_dict, own, unbuilt)
+        if mismatch:
             raise ValueError(
                 f'The checkpoint {checkpoint} (prefix {prefix!r}) does not '
-                f'fit this EdgeFormer-{self.arch_name}: {len(mismatched)} '
-                f'weights with another shape, {len(missing)} missing, '
-                f'{len(unexpected)} unexpected:\n  {shown}' +
-                (f'\n  ... and {more} more' if more > 0 else '') +
-                '\nOfficial checkpoints need converting first (see the '
-                'README).')
+                f'fit this EdgeFormer-{self.arch_name}: {mismatch.report()}'
+                '\nOfficial checkpoints need converting first (see '
+                'docs/official_checkpoints.md).')
         self.load_state_dict({key: state_dict[key] for key in own})
         self._is_init = True
 

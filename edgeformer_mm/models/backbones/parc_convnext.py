@@ -3,7 +3,6 @@
 from mmpretrain.models.backbones import ConvNeXt
 
 from ...registry import MODELS, register
-from ..layers.parc import ParCMixer, plan_parc_blocks
 from .parc_backbone import ParCBackboneMixin
 
 
@@ -64,6 +63,8 @@ class ParCConvNeXt(ParCBackboneMixin, ConvNeXt):
             'channels': [48, 96, 192, 384]
         },
     }
+    # ConvNeXt's own initialisation for the meta kernels.
+    parc_mixer_cfg = dict(kernel_init='trunc_normal')
 
     def __init__(self,
                  arch='xtiny',
@@ -73,22 +74,17 @@ class ParCConvNeXt(ParCBackboneMixin, ConvNeXt):
                  deploy_input_size=None,
                  **kwargs):
         super().__init__(arch, **kwargs)
-        self.init_deploy(deploy_input_size)
         if parc_start_blocks is None:
             last_two = self.num_stages - 2
             parc_start_blocks = [
                 depth - max(1, depth // 3) if i >= last_two else depth
                 for i, depth in enumerate(self.depths)
             ]
-        plan = plan_parc_blocks(self.depths, parc_start_blocks, pe_blocks)
+        self.insert_parc_mixers(self.depths, parc_start_blocks, pe_blocks,
+                                meta_input_size, deploy_input_size)
+
+    def parc_site(self, stage, block):
+        # Each stage after the stem halves the map.
         stem_stride = self.downsample_layers[0][0].stride[0]
-        for (stage, index), use_pe in plan.items():
-            block = self.stages[stage][index]
-            block.depthwise_conv = ParCMixer(
-                self.channels[stage],
-                meta_input_size // (stem_stride * 2**stage),
-                use_pe,
-                kernel_init='trunc_normal')
-        self.parc_start_blocks = tuple(parc_start_blocks)
-        # The new modules of frozen stages must be frozen too.
-        self._freeze_stages()
+        return (self.stages[stage][block], 'depthwise_conv',
+                stem_stride * 2**stage)

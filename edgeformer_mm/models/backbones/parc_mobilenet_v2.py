@@ -5,7 +5,6 @@ import math
 from mmpretrain.models.backbones import MobileNetV2
 
 from ...registry import MODELS, register
-from ..layers.parc import ParCMixer, plan_parc_blocks
 from .parc_backbone import ParCBackboneMixin
 
 
@@ -61,17 +60,14 @@ class ParCMobileNetV2(ParCBackboneMixin, MobileNetV2):
                  deploy_input_size=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.init_deploy(deploy_input_size)
-        num_blocks = [setting[2] for setting in self.arch_settings]
-        plan = plan_parc_blocks(num_blocks, parc_start_blocks, pe_blocks)
-        for (layer, index), use_pe in plan.items():
-            # Stem: stride 2.
-            stride = 2 * math.prod(
-                setting[3] for setting in self.arch_settings[:layer + 1])
-            # The depthwise ConvModule (conv, BN, ReLU6) of the block.
-            depthwise = getattr(self, self.layers[layer])[index].conv[-2]
-            depthwise.conv = ParCMixer(depthwise.conv.in_channels,
-                                       meta_input_size // stride, use_pe)
-        self.parc_start_blocks = tuple(parc_start_blocks)
-        # The new modules of frozen stages must be frozen too.
-        self._freeze_stages()
+        self.insert_parc_mixers([setting[2] for setting in self.arch_settings],
+                                parc_start_blocks, pe_blocks, meta_input_size,
+                                deploy_input_size)
+
+    def parc_site(self, stage, block):
+        # The depthwise ConvModule (conv, BN, ReLU6) of the block; the stem
+        # has stride 2.
+        depthwise = getattr(self, self.layers[stage])[block].conv[-2]
+        stride = 2 * math.prod(
+            setting[3] for setting in self.arch_settings[:stage + 1])
+        return depthwise, 'conv', stride

@@ -5,7 +5,6 @@ from mmpretrain.models.backbones import ResNet
 from mmpretrain.models.backbones.resnet import Bottleneck
 
 from ...registry import MODELS, register
-from ..layers.parc import ParCMixer, plan_parc_blocks
 from .parc_backbone import ParCBackboneMixin
 
 
@@ -55,6 +54,8 @@ class ParCResNet(ParCBackboneMixin, ResNet):
     """
 
     reference_start_blocks = {50: (3, 4, 3, 2)}
+    # Dense within each half, as in the reference.
+    parc_mixer_cfg = dict(groups=1)
 
     def __init__(self,
                  depth: int,
@@ -74,18 +75,10 @@ class ParCResNet(ParCBackboneMixin, ResNet):
                     f'{depth}: pass parc_start_blocks')
             parc_start_blocks = self.reference_start_blocks[depth]
         super().__init__(depth, **kwargs)
-        self.init_deploy(deploy_input_size)
-        plan = plan_parc_blocks(self.stage_blocks, parc_start_blocks,
-                                pe_blocks)
-        for (stage, index), use_pe in plan.items():
-            # Stem: stride 4.
-            stride = 4 * math.prod(self.strides[:stage + 1])
-            block = getattr(self, self.res_layers[stage])[index]
-            block.conv2 = ParCMixer(
-                block.mid_channels,
-                meta_input_size // stride,
-                use_pe,
-                groups=1)
-        self.parc_start_blocks = tuple(parc_start_blocks)
-        # The new modules of frozen stages must be frozen too.
-        self._freeze_stages()
+        self.insert_parc_mixers(self.stage_blocks, parc_start_blocks,
+                                pe_blocks, meta_input_size, deploy_input_size)
+
+    def parc_site(self, stage, block):
+        # The bottleneck's 3x3 conv; the stem has stride 4.
+        return (getattr(self, self.res_layers[stage])[block], 'conv2',
+                4 * math.prod(self.strides[:stage + 1]))

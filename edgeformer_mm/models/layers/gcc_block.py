@@ -13,7 +13,7 @@ from .reparam import batch_norm_affine, fold_norm_into_conv
 
 def check_deploy_size(kind: str, deploy_size: tuple, x: Tensor):
     """Raise ValueError unless ``x`` has the map size a module of ``kind``
-    ('branch', 'block') was switched to deploy mode for."""
+    ('block', 'ParC operator') was switched to deploy mode for."""
     if tuple(x.shape[2:]) != deploy_size:
         raise ValueError(
             f'This GCC {kind} was switched to deploy mode for '
@@ -62,21 +62,16 @@ class GCCBranch(BaseModule):
                                         second_direction)
         self.dims = (DIRECTION_DIMS[first_direction],
                      DIRECTION_DIMS[second_direction])
-        # (height, width) once baked by switch_to_deploy.
-        self.deploy_size = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.deploy_size is not None:
-            check_deploy_size('branch', self.deploy_size, x)
-            x = global_circular_conv(x, self.deploy_kernel_1, self.dims[0])
-            return global_circular_conv(x, self.deploy_kernel_2,
-                                        self.dims[1]) + self.deploy_bias
         x = self.gcc_1(self.norm(self.pe_1(x)))
         return self.gcc_2(self.pe_2(x))
 
     @torch.no_grad()
-    def switch_to_deploy(self, height: int, width: int):
-        """Bake the branch for ``height`` x ``width`` inputs (inference).
+    def baked(self, height: int, width: int) -> tuple:
+        """The branch as fixed kernels and a bias for ``height`` x
+        ``width`` inputs (eval mode), which :class:`GCCBlock` bakes into its
+        deploy form.
 
         The kernels are resized once, the norm's scale ``a`` is folded into
         the first one, and the linear rest, the embeddings and the norm's
@@ -86,10 +81,15 @@ class GCCBranch(BaseModule):
               = conv_2(conv_1(x))
                 + sum(k_2) * gcc_1(a * pe_1 + b) + gcc_2(pe_2)
 
-        with ``conv_1`` using ``a * k_1``. No interpolation, embedding add or
-        norm is left; the result equals the original up to rounding, at this
-        size only. The norm must be a BatchNorm, with its running
-        statistics.
+        with ``conv_1`` using ``a * k_1``: the branch equals
+        ``global_circular_conv(global_circular_conv(x, kernel_1, dims[0]),
+        kernel_2, dims[1]) + bias`` up to rounding, at this size only. The
+        norm must be a BatchNorm, with its running statistics.
+
+        Returns:
+            tuple[Tensor]: ``kernel_1`` (C, length along ``dims[0]``),
+            ``kernel_2`` (C, length along ``dims[1]``) and ``bias``
+            (1, C, height, width), or (1, C, 1, 1) without embeddings.
         """
         if not isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
             raise TypeError('switch_to_deploy folds a BatchNorm; this branch '
@@ -118,12 +118,7 @@ class GCCBranch(BaseModule):
         if not use_pe:
             # Constant over the map: one bias per channel.
             bias = bias[:, :, :1, :1]
-        self.register_buffer('deploy_kernel_1', kernel_1 * scale[:, None])
-        self.register_buffer('deploy_kernel_2', kernel_2.clone())
-        self.register_buffer('deploy_bias', bias)
-        for name in ('pe_1', 'pe_2', 'norm', 'gcc_1', 'gcc_2'):
-            delattr(self, name)
-        self.deploy_size = (height, width)
+        return kernel_1 * scale[:, None], kernel_2, bias
 
 
 class ChannelAttention(BaseModule):
@@ -237,8 +232,8 @@ class GCCBlock(BaseModule):
     def switch_to_deploy(self, height: int, width: int):
         """Bake the block for ``height`` x ``width`` inputs (inference).
 
-        Both branches are baked (:meth:`GCCBranch.switch_to_deploy`), then
-        written as one pair of matrix products over all channels::
+        Both branches are baked (:meth:`GCCBranch.baked`) and written as
+        one pair of matrix products over all channels::
 
             y = x + V @ x @ H + bias
 
@@ -253,13 +248,11 @@ class GCCBlock(BaseModule):
         """
         vertical, horizontal, biases = [], [], []
         for branch in (self.branch_hw, self.branch_wh):
-            branch.switch_to_deploy(height, width)
-            kernels = dict(
-                zip(branch.dims,
-                    (branch.deploy_kernel_1, branch.deploy_kernel_2)))
+            kernel_1, kernel_2, bias = branch.baked(height, width)
+            kernels = dict(zip(branch.dims, (kernel_1, kernel_2)))
             vertical.append(circulant_matrix(kernels[2]))
             horizontal.append(circulant_matrix(kernels[3]).transpose(1, 2))
-            biases.append(branch.deploy_bias)
+            biases.append(bias)
         self.register_buffer('deploy_vertical',
                              torch.cat(vertical).unsqueeze(0))
         self.register_buffer('deploy_horizontal',
