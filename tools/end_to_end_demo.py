@@ -17,10 +17,15 @@
    input size (tools/deploy.py with the static configs in configs/mmdeploy)
    and prints how far each backend is from PyTorch on a validation image
    and the latencies at one thread.
+
+Data sets are generated under ``data/`` of the current directory when
+missing, as the tiny configs expect them there. ``--quick`` runs every step
+on small data sets (in ``--work-dir``) for one epoch each: a check that the
+job runs end to end (the tests use it), not a demonstration that the
+models learn.
 """
 import argparse
 import contextlib
-import glob
 import io
 import os
 import os.path as osp
@@ -36,10 +41,29 @@ from edgeformer_mm.utils import build_runner, count_macs, count_parameters
 from edgeformer_mm.datasets.synthetic import (make_tiny_coco,
                                                make_tiny_shapes, make_tiny_voc)
 
-TINY_CONFIG = ('configs/mmpretrain/edgeformer/'
-               'edgeformer-xs_1xb32_tiny-shapes.py')
-TINY_DET_CONFIG = 'configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py'
-TINY_SEG_CONFIG = 'configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py'
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer/'
+                       'edgeformer-xs_1xb32_tiny-shapes.py')
+TINY_DET_CONFIG = osp.join(REPO,
+                           'configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py')
+TINY_SEG_CONFIG = osp.join(REPO,
+                           'configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py')
+# The static deploy config of each task and backend that the demo sets to
+# its models' input size.
+STATIC_DEPLOY_CONFIGS = {
+    ('classification', 'onnxruntime'):
+    'classification_onnxruntime_static-256x256.py',
+    ('classification', 'ncnn'): 'classification_ncnn_static-256x256.py',
+    ('detection', 'onnxruntime'): 'detection_onnxruntime_static-320x320.py',
+    ('detection', 'ncnn'): 'detection_ncnn_static-320x320.py',
+    ('segmentation', 'onnxruntime'):
+    'segmentation_onnxruntime_static-512x512.py',
+    ('segmentation', 'ncnn'): 'segmentation_ncnn_static-512x512.py',
+}
+# --quick: data set sizes (a few images a class / a few scenes) and runs.
+QUICK_SHAPES = dict(num_train_per_class=8, num_val_per_class=2)
+QUICK_SCENES = dict(num_train=8, num_val=4)
+QUICK_LATENCY_RUNS = 2
 
 # The official models' figures: parameters of the classifier and its MACs at
 # 256x256, counted like count_macs does (the official code, random weights).
@@ -72,40 +96,52 @@ def print_figures(height: int, width: int):
             print(f'    {name:<13}{str(tuple(out.shape[1:])):>18}')
 
 
-def train_tiny_classifier(work_dir: str):
-    """Train EdgeFormer-XS on tiny shapes; return its last checkpoint."""
-    cfg = Config.fromfile(TINY_CONFIG)
-    data_root = cfg.train_dataloader.dataset.dataset.data_root
+def tiny_config(config: str, work_dir: str, make_data, data_size: dict,
+                quick: bool) -> Config:
+    """Load a tiny config, generate its data set if missing and, with
+    ``quick``, shorten the run to one epoch (validated and saved)."""
+    cfg = Config.fromfile(config)
+    data_root = cfg.val_dataloader.dataset.data_root
     if not osp.isdir(data_root):
-        print(f'\nGenerating the tiny shapes set in {data_root}')
-        make_tiny_shapes(data_root)
+        print(f'\nGenerating the tiny set in {data_root}')
+        make_data(data_root, **(data_size if quick else {}))
     cfg.work_dir = work_dir
     cfg.log_level = 'WARNING'  # the epoch lines still go to the log file
+    if quick:
+        cfg.train_cfg.update(max_epochs=1, val_interval=1)
+        cfg.default_hooks.checkpoint.interval = 1
+    return cfg
+
+
+def last_checkpoint(cfg: Config) -> str:
+    return osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+
+
+def train_tiny_classifier(work_dir: str, quick: bool) -> str:
+    """Train EdgeFormer-XS on tiny shapes; return its last checkpoint."""
+    cfg = tiny_config(TINY_CONFIG, work_dir, make_tiny_shapes, QUICK_SHAPES,
+                      quick)
     runner = build_runner(cfg)
-    print(f'\nTraining EdgeFormer-XS from scratch on {data_root} '
+    print(f'\nTraining EdgeFormer-XS from scratch on '
+          f'{cfg.val_dataloader.dataset.data_root} '
           f'({cfg.train_cfg.max_epochs} epochs; log in {work_dir})')
     untrained = runner.val()['accuracy/top1']
     runner.train()
     trained = runner.message_hub.get_scalar('val/accuracy/top1').current()
     print(f'  top-1 before training: {untrained:5.1f}%  (chance: 25%)')
     print(f'  top-1 after training:  {trained:5.1f}%  (EMA weights)')
-    return osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+    return last_checkpoint(cfg)
 
 
 def train_from_classifier(title: str, config: str, make_data, work_dir: str,
-                          backbone_checkpoint: str, metrics: dict):
+                          backbone_checkpoint: str, metrics: dict,
+                          quick: bool) -> str:
     """Train a tiny detector or segmentor whose backbone starts from the tiny
     classifier; print ``metrics`` (key: label) before and after training and
     return the last checkpoint."""
-    cfg = Config.fromfile(config)
-    data_root = cfg.train_dataloader.dataset.data_root
-    if not osp.isdir(data_root):
-        print(f'\nGenerating the tiny set in {data_root}')
-        make_data(data_root)
+    cfg = tiny_config(config, work_dir, make_data, QUICK_SCENES, quick)
     cfg.model.backbone.init_cfg.checkpoint = backbone_checkpoint
-    cfg.work_dir = work_dir
-    cfg.log_level = 'WARNING'
-    print(f'\nTraining {title} on {data_root} '
+    print(f'\nTraining {title} on {cfg.val_dataloader.dataset.data_root} '
           f'({cfg.train_cfg.max_epochs} epochs, backbone from '
           f'{backbone_checkpoint}; log in {work_dir})')
     # pycocotools prints its tables to stdout; the log file keeps them.
@@ -121,39 +157,41 @@ def train_from_classifier(title: str, config: str, make_data, work_dir: str,
         figures = ', '.join(f'{label} {values[key]:.3g}'
                             for key, label in metrics.items())
         print(f'  {name + " training:":<17}{figures}')
-    return osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+    return last_checkpoint(cfg)
+
+
+def run_script(script: str, *args: str, **kwargs):
+    """Run one of the repository's scripts as a user does, echoing the
+    command."""
+    print(f'\n$ python {script} ' + ' '.join(args))
+    return subprocess.run([sys.executable, osp.join(REPO, script), *args],
+                          **kwargs)
 
 
 def run_image_demo(image: str, model: str, checkpoint: str, out_file: str):
-    command = [
-        sys.executable, 'demo/image_demo.py', image, model, '--checkpoint',
-        checkpoint, '--out-file', out_file
-    ]
-    print('\n$ ' + ' '.join(command[1:]))
-    subprocess.run(command, check=True)
+    run_script('demo/image_demo.py', image, model, '--checkpoint', checkpoint,
+               '--out-file', out_file, check=True)
 
 
-def deploy_tiny_model(name: str, model_cfg: str, checkpoint: str,
-                      image: str, size: int, work_dir: str):
+def deploy_tiny_model(name: str, model_cfg: str, checkpoint: str, image: str,
+                      size: int, work_dir: str, latency_runs: int):
     """Run tools/deploy.py for both backends with the static deploy configs
     of the model's task, set to its ``size``; print the figures."""
     task = {'mmpretrain': 'classification', 'mmdet': 'detection',
             'mmseg': 'segmentation'}[Config.fromfile(model_cfg).default_scope]
     for backend in ('onnxruntime', 'ncnn'):
-        base, = glob.glob(f'configs/mmdeploy/{task}_{backend}_static-*.py')
+        base = osp.join(REPO, 'configs', 'mmdeploy',
+                        STATIC_DEPLOY_CONFIGS[task, backend])
         out_dir = osp.join(work_dir, f'{name}_{backend}')
         os.makedirs(out_dir, exist_ok=True)
         deploy_cfg = osp.join(out_dir, f'{task}_{backend}_{size}x{size}.py')
         with open(deploy_cfg, 'w') as f:
-            f.write(f'_base_ = [{osp.abspath(base)!r}]\n'
+            f.write(f'_base_ = [{base!r}]\n'
                     f'onnx_config = dict(input_shape=[{size}, {size}])\n')
-        command = [
-            sys.executable, 'tools/deploy.py', model_cfg, checkpoint,
-            deploy_cfg, image, '--work-dir', out_dir, '--threads', '1',
-            '--latency-runs', '50'
-        ]
-        print('\n$ ' + ' '.join(command[1:]))
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = run_script(
+            'tools/deploy.py', model_cfg, checkpoint, deploy_cfg, image,
+            '--work-dir', out_dir, '--threads', '1', '--latency-runs',
+            str(latency_runs), capture_output=True, text=True)
         for line in result.stdout.splitlines():
             if line.startswith(('wrote', 'latency')) or ' vs PyTorch' in line:
                 print('  ' + line)
@@ -162,7 +200,8 @@ def deploy_tiny_model(name: str, model_cfg: str, checkpoint: str,
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
         '--shape',
         type=int,
@@ -173,49 +212,59 @@ def main():
     parser.add_argument(
         '--work-dir',
         default='work_dirs/demo',
-        help='where the training run and the demo picture go')
+        help='where the training runs, pictures and deployed models go')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='every step on small data sets generated in --work-dir, one '
+        'epoch each (checks that the job runs, not that the models learn)')
     args = parser.parse_args()
+
+    work_dir = args.work_dir
+    if args.quick:
+        # The tiny configs read data/ of the current directory: run in the
+        # work dir so that the small sets never replace the demo's own.
+        os.makedirs(work_dir, exist_ok=True)
+        os.chdir(work_dir)
+        work_dir = '.'
 
     print_figures(*args.shape)
     checkpoint = train_tiny_classifier(
-        osp.join(args.work_dir, 'edgeformer-xs_1xb32_tiny-shapes'))
-    run_image_demo('data/tiny_shapes/val/triangle/triangle_0000.png',
-                   TINY_CONFIG, checkpoint,
-                   osp.join(args.work_dir, 'classification_demo.png'))
+        osp.join(work_dir, 'edgeformer-xs_1xb32_tiny-shapes'), args.quick)
+    classifier_image = 'data/tiny_shapes/val/triangle/triangle_0000.png'
+    run_image_demo(classifier_image, TINY_CONFIG, checkpoint,
+                   osp.join(work_dir, 'classification_demo.png'))
 
     detector = train_from_classifier(
         'SSDLite-EdgeFormer-XS', TINY_DET_CONFIG, make_tiny_coco,
-        osp.join(args.work_dir, 'ssdlite_edgeformer_xs_tiny-coco'),
-        checkpoint, {
+        osp.join(work_dir, 'ssdlite_edgeformer_xs_tiny-coco'), checkpoint, {
             'coco/bbox_mAP': 'bbox mAP',
             'coco/bbox_mAP_50': 'mAP@0.5'
-        })
-    run_image_demo('data/tiny_coco/val/0000.png', TINY_DET_CONFIG, detector,
-                   osp.join(args.work_dir, 'detection_demo.png'))
+        }, args.quick)
+    detector_image = 'data/tiny_coco/val/0000.png'
+    run_image_demo(detector_image, TINY_DET_CONFIG, detector,
+                   osp.join(work_dir, 'detection_demo.png'))
 
     segmentor = train_from_classifier(
         'DeepLabV3-EdgeFormer-XS', TINY_SEG_CONFIG, make_tiny_voc,
-        osp.join(args.work_dir, 'deeplabv3_edgeformer_xs_tiny-voc'),
-        checkpoint, {
+        osp.join(work_dir, 'deeplabv3_edgeformer_xs_tiny-voc'), checkpoint, {
             'mIoU': 'mIoU (%)',
             'aAcc': 'pixel accuracy (%)'
-        })
-    run_image_demo('data/tiny_voc/JPEGImages/val_0000.jpg', TINY_SEG_CONFIG,
-                   segmentor,
-                   osp.join(args.work_dir, 'segmentation_demo.png'))
+        }, args.quick)
+    segmentor_image = 'data/tiny_voc/JPEGImages/val_0000.jpg'
+    run_image_demo(segmentor_image, TINY_SEG_CONFIG, segmentor,
+                   osp.join(work_dir, 'segmentation_demo.png'))
 
     print('\nDeploying the three models (parity with PyTorch, latency at 1 '
           'thread):')
-    deploy_dir = osp.join(args.work_dir, 'deploy')
+    latency_runs = QUICK_LATENCY_RUNS if args.quick else 50
     for name, config, trained, image, size in [
-        ('classifier', TINY_CONFIG, checkpoint,
-         'data/tiny_shapes/val/triangle/triangle_0000.png', 64),
-        ('detector', TINY_DET_CONFIG, detector, 'data/tiny_coco/val/0000.png',
-         128),
-        ('segmentor', TINY_SEG_CONFIG, segmentor,
-         'data/tiny_voc/JPEGImages/val_0000.jpg', 128),
+        ('classifier', TINY_CONFIG, checkpoint, classifier_image, 64),
+        ('detector', TINY_DET_CONFIG, detector, detector_image, 128),
+        ('segmentor', TINY_SEG_CONFIG, segmentor, segmentor_image, 128),
     ]:
-        deploy_tiny_model(name, config, trained, image, size, deploy_dir)
+        deploy_tiny_model(name, config, trained, image, size,
+                          osp.join(work_dir, 'deploy'), latency_runs)
 
 
 if __name__ == '__main__':
