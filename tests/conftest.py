@@ -1,7 +1,12 @@
 """Fixtures shared by several test files."""
+import os.path as osp
+
 import pytest
+import torch
+from helpers import REPO, calibrate
 
 from edgeformer_mm.datasets.synthetic import make_tiny_shapes
+from edgeformer_mm.utils import build_model
 
 
 @pytest.fixture(scope='module')
@@ -13,3 +18,25 @@ def tiny_root(tmp_path_factory):
         num_train_per_class=4,
         num_val_per_class=2,
         image_size=32)
+
+
+@pytest.fixture(scope='session')
+def calibrated_checkpoint(tmp_path_factory):
+    """A function from a model config (a path, absolute or from the
+    repository's root) to a checkpoint of that model with calibrated random
+    weights (see ``helpers.calibrate``), made once for the whole session."""
+    root = tmp_path_factory.mktemp('calibrated')
+    made = {}
+
+    def checkpoint(config):
+        config = osp.normpath(osp.join(REPO, config))
+        if config not in made:
+            model = calibrate(build_model(config))
+            name = osp.splitext(osp.basename(config))[0]
+            made[config] = str(root / f'{name}.pth')
+            torch.save(
+                dict(meta=dict(), state_dict=model.state_dict()),
+                made[config])
+        return made[config]
+
+    return checkpoint

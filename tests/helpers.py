@@ -1,6 +1,9 @@
 """Helpers shared by the tests: short Runner schedules, running the
-repository's scripts as a user does, calibrated random models and photos
-for parity checks, and a direct reference of the circular convolution."""
+repository's scripts as a user does or calling their ``main`` in-process,
+calibrated random models and photos for parity checks, and a direct
+reference of the circular convolution."""
+import functools
+import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -32,6 +35,25 @@ def run_script(script, *args, cwd=REPO):
         capture_output=True,
         text=True,
         cwd=cwd)
+
+
+@functools.lru_cache(maxsize=None)
+def load_script(script):
+    """The module of a script of the repository (e.g. 'tools/deploy.py'),
+    imported from its path once."""
+    name = osp.splitext(script)[0].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(script, *args):
+    """Call the ``main`` of a script of the repository in this process, as
+    ``python script args`` would: its errors are raised here (``sys.exit``
+    with a message as ``SystemExit``), without the start of a fresh
+    interpreter."""
+    return load_script(script).main(list(map(str, args)))
 
 
 def run_image_demo(image, config, checkpoint, out_file, *options):

@@ -47,7 +47,7 @@ from edgeformer_mm.deployment import (BACKENDS, ConverterNotFoundError,
                                       task_parity)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('model_cfg', help='model config')
@@ -91,15 +91,15 @@ def parse_args():
         type=int,
         default=0,
         help='threads for PyTorch and the backend (default: their own)')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def fail(message: str):
     sys.exit(f'error: {message}')
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from mmdeploy.apis.utils import build_task_processor
     from mmdeploy.utils import get_input_shape, load_config
 

@@ -13,18 +13,18 @@ from edgeformer_mm.utils import (add_runner_arguments, build_runner,
                                  config_from_args)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out', help='also dump the predictions to this pickle file')
     add_runner_arguments(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     if args.out:

@@ -10,7 +10,7 @@ from edgeformer_mm.utils import (add_runner_arguments, build_runner,
                                  config_from_args)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='config file')
     parser.add_argument(
@@ -31,11 +31,11 @@ def parse_args():
         action='store_true',
         help='do not evaluate during training')
     add_runner_arguments(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = config_from_args(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'

@@ -86,19 +86,30 @@ def test_recipe_learning_rate_schedule():
         cosine.step()
 
 
-def test_two_iterations_train_and_val(tiny_root, tmp_path):
-    runner = build_runner(tiny_cfg(tiny_root, tmp_path))
+@pytest.fixture(scope='module')
+def trained_runner(tiny_root, tmp_path_factory):
+    """The runner of the tiny config after its two iterations; the
+    checkpoint epoch_1.pth in its work dir."""
+    runner = build_runner(
+        tiny_cfg(tiny_root, tmp_path_factory.mktemp('trained')))
     runner.train()
+    return runner
+
+
+@pytest.mark.slow
+def test_two_iterations_train_and_val(trained_runner):
+    runner = trained_runner
     assert runner.iter == 2
     metrics = runner.val()
     assert 0 <= metrics['accuracy/top1'] <= 100
-    checkpoint = torch.load(tmp_path / 'epoch_1.pth')
+    checkpoint = torch.load(osp.join(runner.work_dir, 'epoch_1.pth'))
     # The EMA of weights and buffers is saved beside the trained model.
     name = 'backbone.stem.bn.running_mean'
     assert not torch.equal(checkpoint['ema_state_dict'][f'module.{name}'],
                            checkpoint['state_dict'][name])
 
 
+@pytest.mark.slow
 def test_ema_averages_weights_and_buffers_every_iteration(
         tiny_root, tmp_path):
     from mmengine.hooks import Hook
@@ -135,6 +146,7 @@ def test_ema_averages_weights_and_buffers_every_iteration(
     torch.testing.assert_close(trained, second)
 
 
+@pytest.mark.slow
 def test_resume_continues_like_an_uninterrupted_run(tiny_root, tmp_path):
     straight = tiny_cfg(tiny_root, tmp_path / 'straight', deterministic=True)
     straight.train_cfg.max_epochs = 2
@@ -231,13 +243,14 @@ def test_checkpoint_with_other_classes_gives_a_clear_error(
         get_model(TINY, pretrained=xs_checkpoint)
 
 
-def test_weights_only_loading_of_mmengine_checkpoints(tiny_root, tmp_path):
+@pytest.mark.slow
+def test_weights_only_loading_of_mmengine_checkpoints(trained_runner):
     """torch >= 2.6 refuses mmengine checkpoints unless their few extra
     types are allowed; importing edgeformer_mm allows exactly those."""
     import subprocess
     import sys
-    build_runner(tiny_cfg(tiny_root, tmp_path)).train()
-    load = f"import torch; torch.load({str(tmp_path / 'epoch_1.pth')!r})"
+    checkpoint = osp.join(trained_runner.work_dir, 'epoch_1.pth')
+    load = f'import torch; torch.load({checkpoint!r})'
     plain = subprocess.run([sys.executable, '-c', load],
                            capture_output=True, text=True)
     assert plain.returncode != 0 and 'HistoryBuffer' in plain.stderr

@@ -1,5 +1,6 @@
 """The generated tiny data sets: layout, determinism, mmpretrain and mmseg
-loading. The tiny COCO set has its tests in test_detection_training.py."""
+loading. The tiny COCO set has its tests in
+test_configs/test_mmdet_tiny_training.py."""
 import filecmp
 import json
 import os

@@ -5,14 +5,12 @@ import copy
 import os.path as osp
 
 import pytest
-import torch
 from mmengine.config import Config
-from helpers import REPO, calibrate, write_photo
+from helpers import REPO, write_photo
 
 from edgeformer_mm.deployment import (NcnnRunner, OnnxRuntimeBackend,
                                       convert_to_ncnn, export_onnx,
                                       task_parity)
-from edgeformer_mm.utils import build_model
 
 pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed')
 pytest.importorskip('ncnn', reason='the ncnn runtime is not installed')
@@ -46,7 +44,7 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope='module', params=list(CASES))
-def case(request, tmp_path_factory):
+def case(request, calibrated_checkpoint):
     """(task, model config, checkpoint, mmdeploy processor, PyTorch model,
     sizes) for a calibrated model."""
     from mmdeploy.apis.utils import build_task_processor
@@ -55,9 +53,7 @@ def case(request, tmp_path_factory):
     task = request.param
     model_file, deploy_file, sizes = CASES[task]
     model_cfg = Config.fromfile(osp.join(CONFIGS, model_file))
-    checkpoint = str(tmp_path_factory.mktemp('deploy') / 'model.pth')
-    model = calibrate(build_model(model_cfg))
-    torch.save(dict(meta=dict(), state_dict=model.state_dict()), checkpoint)
+    checkpoint = calibrated_checkpoint(osp.join(CONFIGS, model_file))
     deploy_cfg, model_cfg = load_config(
         osp.join(CONFIGS, 'mmdeploy', deploy_file), model_cfg)
     processor = build_task_processor(model_cfg, deploy_cfg, 'cpu')
@@ -93,6 +89,7 @@ def assert_within_tolerances(task, parity, where):
         assert parity['agreement'] >= 0.999, (where, parity)
 
 
+@pytest.mark.slow
 def test_onnxruntime_dynamic_matches_pytorch(case, photos, tmp_path):
     task, model_cfg, deploy_cfg, checkpoint, processor, torch_model, \
         sizes = case
@@ -106,6 +103,7 @@ def test_onnxruntime_dynamic_matches_pytorch(case, photos, tmp_path):
             (photo, height, width))
 
 
+@pytest.mark.slow
 def test_ncnn_static_matches_pytorch(case, photos, tmp_path):
     task, _, _, _, processor, torch_model, sizes = case
     for photo, (height, width) in zip(photos, sizes):

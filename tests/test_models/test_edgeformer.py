@@ -9,7 +9,7 @@ from edgeformer_mm.models.layers import (AxialPositionalEmbedding,
                                          GlobalCircularConv)
 from edgeformer_mm.utils import count_macs, count_parameters
 
-# Official figures (../shared/reference/edgeformer_spec.md, section 9).
+# Parameter counts of the official classifiers (hkzhang91/EdgeFormer).
 OFFICIAL_PARAMS = {'xs': 2_185_384, 's': 5_037_088, 'h': 20_403_940}
 # MACs of the official classifiers at 256x256, in millions, counted like
 # count_macs does (the official code, random weights).
@@ -194,7 +194,7 @@ def test_output_stride_strides_and_dilations(output_stride, unstrided):
 
 def test_output_stride_8_shapes_at_512():
     # Output stride 16 at 512 (layer5 160x32x32) is checked with the
-    # segmentor, in test_segmentation.py.
+    # segmentor, in test_deeplabv3.py.
     model = EdgeFormer('s', out_indices=(3, 4, 5), output_stride=8).eval()
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 512, 512))
@@ -340,3 +340,22 @@ def test_bad_input_tensor(shape):
     model = EdgeFormer(**VALID)
     with pytest.raises(ValueError, match=r'\(N, 3, H, W\)'):
         model(torch.rand(*shape))
+
+
+def test_conv_cfg_reaches_every_conv_but_the_gcc_blocks():
+    from mmcv.cnn.bricks import Conv2dAdaptivePadding
+
+    from edgeformer_mm.models.layers import GCCBlock
+    model = EdgeFormer(
+        arch='xs', conv_cfg=dict(type='Conv2dAdaptivePadding'))
+    in_gcc_blocks = {
+        id(m)
+        for block in model.modules() if isinstance(block, GCCBlock)
+        for m in block.modules()
+    }
+    convs = [
+        m for m in model.modules()
+        if isinstance(m, nn.Conv2d) and id(m) not in in_gcc_blocks
+    ]
+    assert convs and all(
+        isinstance(m, Conv2dAdaptivePadding) for m in convs)

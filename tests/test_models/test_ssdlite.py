@@ -20,6 +20,9 @@ CONFIG = osp.join(REPO, 'configs', 'mmdet', 'ssdlite_edgeformer_s_coco.py')
 OFFICIAL_PARAMS = 5_197_282
 # Official sizes at 320: encoder 4,292,408, extra layers 105,312, heads
 # 799,562 of which 108,032 are the 1x1 projections that our neck holds.
+# Our head has 14,080 more: the predictors' depthwise 3x3 conv and BN
+# (11 weights a channel, 1280 channels over the first five levels) copied
+# into mmdet's separate class and box branches.
 PARAMS = dict(backbone=4_292_408, neck=105_312 + 108_032,
               bbox_head=799_562 - 108_032 + 14_080)
 # Feature maps of the six levels at 320x320.
@@ -72,7 +75,8 @@ def make_batch(height, width, batch_size=2, seed=0):
     return inputs, samples
 
 
-def test_config_builds_with_official_parameter_count(detector):
+def test_config_parameter_count_is_official_plus_the_copied_depthwise_convs(
+        detector):
     total = num_params(detector)
     assert total == sum(PARAMS.values()) == 5_211_362
     assert abs(total - OFFICIAL_PARAMS) / OFFICIAL_PARAMS < 0.02
@@ -284,7 +288,7 @@ def test_mismatched_checkpoint_is_a_clear_error(cfg, tmp_path):
         model.init_weights()
     message = str(error.value)
     # XS and S differ in the ParC stages' widths and depths.
-    assert ('does not fit this EdgeFormer-S: 258 weights with another '
+    assert ('does not fit this EdgeFormer-S: 258 weights of another '
             'shape, 70 missing, 0 unexpected') in message
     assert ('shape (96, 96, 1, 1) for layer3.1.local_proj.1.weight, '
             'expected (192, 192, 1, 1)') in message

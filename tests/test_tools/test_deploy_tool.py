@@ -1,6 +1,8 @@
-"""tools/deploy.py as a user runs it: the deploy configs in configs/mmdeploy
-(the multi-size parity checks are in test_deploy_parity), and its errors on
-bad input."""
+"""tools/deploy.py on the deploy configs in configs/mmdeploy (the
+multi-size parity checks are in test_deployment/test_parity.py), and its
+errors on bad input. One conversion runs it as a user does, as a command;
+the others call its main() in this process, which saves the start of an
+interpreter with the OpenMMLab stack each."""
 import os
 import os.path as osp
 import re
@@ -12,7 +14,7 @@ import onnxruntime
 import pytest
 import torch
 from mmengine.config import Config
-from helpers import REPO, calibrate, run_script, write_photo
+from helpers import REPO, run_main, run_script, write_photo
 
 import edgeformer_mm.deployment.ncnn
 from edgeformer_mm.deployment import ConverterNotFoundError, convert_to_ncnn
@@ -26,6 +28,8 @@ MODEL_CFGS = {
     'detection': 'mmdet/ssdlite_edgeformer_s_coco.py',
     'segmentation': 'mmseg/deeplabv3_edgeformer_s_voc12aug-512x512.py',
 }
+TINY_CFG = osp.join(CONFIGS,
+                    'mmpretrain/edgeformer/edgeformer-xs_1xb32_tiny-shapes.py')
 
 
 @pytest.fixture(scope='module')
@@ -33,41 +37,23 @@ def photo(tmp_path_factory):
     return write_photo('coffee', tmp_path_factory.mktemp('photo') / 'c.jpg')
 
 
-@pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
-    """Calibrated EdgeFormer-S checkpoints by task, made on first use."""
-    root = tmp_path_factory.mktemp('checkpoints')
-    made = {}
-
-    def checkpoint(task):
-        if task not in made:
-            model = calibrate(
-                build_model(Config.fromfile(
-                    osp.join(CONFIGS, MODEL_CFGS[task]))))
-            made[task] = str(root / f'{task}.pth')
-            torch.save(
-                dict(meta=dict(), state_dict=model.state_dict()),
-                made[task])
-        return made[task]
-
-    return checkpoint
+def deploy_args(calibrated_checkpoint, photo, deploy_cfg, work_dir):
+    """The arguments of tools/deploy.py for the calibrated EdgeFormer-S
+    model of the deploy config's task."""
+    model_cfg = osp.join(CONFIGS, MODEL_CFGS[deploy_cfg.split('_')[0]])
+    return (model_cfg, calibrated_checkpoint(model_cfg),
+            osp.join(CONFIGS, 'mmdeploy', deploy_cfg), photo, '--work-dir',
+            work_dir)
 
 
-def deploy(checkpoints, photo, deploy_cfg, work_dir, *options):
-    task = deploy_cfg.split('_')[0]
-    return run_script('tools/deploy.py', osp.join(CONFIGS, MODEL_CFGS[task]),
-                      checkpoints(task),
-                      osp.join(CONFIGS, 'mmdeploy', deploy_cfg), photo,
-                      '--work-dir', work_dir, *options)
-
-
-def deployed(checkpoints, photo, deploy_cfg, work_dir):
-    """Run tools/deploy.py, check it passed its comparison; its stdout."""
-    result = deploy(checkpoints, photo, deploy_cfg, work_dir)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[
-        -3000:]
-    assert re.search(r'vs PyTorch on .*c\.jpg: ', result.stdout)
-    return result.stdout
+def deployed(calibrated_checkpoint, photo, deploy_cfg, work_dir, capsys):
+    """Call tools/deploy.py's main(), check it passed its comparison (it
+    exits with 1 if not); its stdout."""
+    run_main('tools/deploy.py',
+             *deploy_args(calibrated_checkpoint, photo, deploy_cfg, work_dir))
+    stdout = capsys.readouterr().out
+    assert re.search(r'vs PyTorch on .*c\.jpg: ', stdout)
+    return stdout
 
 
 def onnx_graph(work_dir):
@@ -82,9 +68,18 @@ def op_types(graph):
     return {node.op_type for node in graph.graph.node}
 
 
-def test_classification_static_export_is_baked(checkpoints, photo, tmp_path):
-    deployed(checkpoints, photo,
-             'classification_onnxruntime_static-256x256.py', tmp_path)
+@pytest.mark.slow
+def test_classification_static_export_is_baked(calibrated_checkpoint, photo,
+                                               tmp_path):
+    # As a user runs it: a command.
+    result = run_script(
+        'tools/deploy.py',
+        *deploy_args(calibrated_checkpoint, photo,
+                     'classification_onnxruntime_static-256x256.py',
+                     tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[
+        -3000:]
+    assert re.search(r'vs PyTorch on .*c\.jpg: ', result.stdout)
     graph = onnx_graph(tmp_path)
     assert [d.dim_value for d in input_dims(graph)] == [1, 3, 256, 256]
     # Deploy mode: no kernel resizing, circulant matrices built or norms
@@ -94,10 +89,11 @@ def test_classification_static_export_is_baked(checkpoints, photo, tmp_path):
     assert 'MatMul' in op_types(graph)
 
 
+@pytest.mark.slow
 def test_classification_dynamic_export_runs_at_any_size(
-        checkpoints, photo, tmp_path):
-    deployed(checkpoints, photo, 'classification_onnxruntime_dynamic.py',
-             tmp_path)
+        calibrated_checkpoint, photo, tmp_path, capsys):
+    deployed(calibrated_checkpoint, photo,
+             'classification_onnxruntime_dynamic.py', tmp_path, capsys)
     graph = onnx_graph(tmp_path)
     dims = [d.dim_param for d in input_dims(graph)]
     assert dims == ['batch', '', 'height', 'width']
@@ -105,10 +101,10 @@ def test_classification_dynamic_export_runs_at_any_size(
     assert {'Resize', 'Range', 'Mod', 'MatMul'} <= op_types(graph)
     session = onnxruntime.InferenceSession(
         str(tmp_path / 'end2end.onnx'), providers=['CPUExecutionProvider'])
-    model = build_model(
-        Config.fromfile(osp.join(CONFIGS, MODEL_CFGS['classification'])))
+    model_cfg = osp.join(CONFIGS, MODEL_CFGS['classification'])
+    model = build_model(Config.fromfile(model_cfg))
     model.load_state_dict(
-        torch.load(checkpoints('classification'))['state_dict'])
+        torch.load(calibrated_checkpoint(model_cfg))['state_dict'])
     model.eval()
     for size in [(224, 288), (256, 256), (320, 224), (193, 257)]:
         x = torch.rand(2, 3, *size)
@@ -119,9 +115,12 @@ def test_classification_dynamic_export_runs_at_any_size(
         assert relative <= 1e-4, (size, relative)
 
 
-def test_detection_static_ends_with_nms(checkpoints, photo, tmp_path):
-    stdout = deployed(checkpoints, photo,
-                      'detection_onnxruntime_static-320x320.py', tmp_path)
+@pytest.mark.slow
+def test_detection_static_ends_with_nms(calibrated_checkpoint, photo,
+                                        tmp_path, capsys):
+    stdout = deployed(calibrated_checkpoint, photo,
+                      'detection_onnxruntime_static-320x320.py', tmp_path,
+                      capsys)
     assert ', 0 unmatched;' in stdout
     graph = onnx_graph(tmp_path)
     assert [output.name for output in graph.graph.output] == ['dets', 'labels']
@@ -129,20 +128,25 @@ def test_detection_static_ends_with_nms(checkpoints, photo, tmp_path):
     assert not {'Resize', 'Range', 'Mod'} & op_types(graph)
 
 
-def test_segmentation_static_ends_with_logits(checkpoints, photo, tmp_path):
-    stdout = deployed(checkpoints, photo,
-                      'segmentation_onnxruntime_static-512x512.py', tmp_path)
+@pytest.mark.slow
+def test_segmentation_static_ends_with_logits(calibrated_checkpoint, photo,
+                                              tmp_path, capsys):
+    stdout = deployed(calibrated_checkpoint, photo,
+                      'segmentation_onnxruntime_static-512x512.py', tmp_path,
+                      capsys)
     assert re.search(r'same class on (100|99\.9\d\d)', stdout), stdout
     output = onnx_graph(tmp_path).graph.output[0].type.tensor_type.shape
     assert [d.dim_value for d in output.dim] == [1, 21, 512, 512]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('deploy_cfg', [
     'classification_ncnn_static-256x256.py',
     'detection_ncnn_static-320x320.py', 'segmentation_ncnn_static-512x512.py'
 ])
-def test_ncnn(checkpoints, photo, tmp_path, deploy_cfg):
-    stdout = deployed(checkpoints, photo, deploy_cfg, tmp_path)
+def test_ncnn(calibrated_checkpoint, photo, tmp_path, capsys, deploy_cfg):
+    stdout = deployed(calibrated_checkpoint, photo, deploy_cfg, tmp_path,
+                      capsys)
     assert 'ncnn vs PyTorch' in stdout
     assert sorted(os.listdir(tmp_path)) == ['end2end.bin', 'end2end.param']
     with open(tmp_path / 'end2end.param') as f:
@@ -160,56 +164,53 @@ def write_deploy_cfg(tmp_path, backend):
     return str(path)
 
 
-def test_refuses_an_unsupported_backend(checkpoints, photo, tmp_path):
-    result = run_script('tools/deploy.py',
-                        osp.join(CONFIGS, MODEL_CFGS['classification']),
-                        checkpoints('classification'),
-                        write_deploy_cfg(tmp_path, 'tensorrt'), photo,
-                        '--work-dir', tmp_path / 'out')
-    assert result.returncode != 0
-    assert 'is for the tensorrt backend' in result.stderr
-    assert 'supports onnxruntime and ncnn' in result.stderr
+def test_refuses_an_unsupported_backend(calibrated_checkpoint, photo,
+                                        tmp_path):
+    with pytest.raises(SystemExit) as error:
+        run_main('tools/deploy.py', TINY_CFG, calibrated_checkpoint(TINY_CFG),
+                 write_deploy_cfg(tmp_path, 'tensorrt'), photo, '--work-dir',
+                 tmp_path / 'out')
+    message = str(error.value)
+    assert 'is for the tensorrt backend' in message
+    assert 'supports onnxruntime and ncnn' in message
 
 
-def test_refuses_a_checkpoint_of_another_model(checkpoints, photo, tmp_path):
+def test_refuses_a_checkpoint_of_another_model(photo, tmp_path):
     xs = build_model(
         Config.fromfile(
             osp.join(CONFIGS, 'mmpretrain', 'edgeformer',
                      'edgeformer-xs_8xb128_in1k.py')))
     checkpoint = tmp_path / 'xs.pth'
     torch.save(dict(state_dict=xs.state_dict()), checkpoint)
-    result = run_script(
-        'tools/deploy.py', osp.join(CONFIGS, MODEL_CFGS['classification']),
-        checkpoint,
-        osp.join(CONFIGS, 'mmdeploy',
-                 'classification_onnxruntime_static-256x256.py'), photo,
-        '--work-dir', tmp_path / 'out')
-    assert result.returncode != 0
-    assert 'does not match the model config' in result.stderr
-    assert re.search(r'[1-9]\d* weights of another shape', result.stderr)
-    assert 'shape of backbone.' in result.stderr
+    with pytest.raises(SystemExit) as error:
+        run_main(
+            'tools/deploy.py',
+            osp.join(CONFIGS, MODEL_CFGS['classification']), checkpoint,
+            osp.join(CONFIGS, 'mmdeploy',
+                     'classification_onnxruntime_static-256x256.py'), photo,
+            '--work-dir', tmp_path / 'out')
+    message = str(error.value)
+    assert 'does not match the model config' in message
+    assert re.search(r'[1-9]\d* weights of another shape', message)
+    assert re.search(r'shape \(.*\) for backbone\.', message)
     assert not osp.exists(tmp_path / 'out')
 
 
-def test_refuses_an_unreadable_image(checkpoints, tmp_path):
+def test_refuses_an_unreadable_image(calibrated_checkpoint, tmp_path):
     image = tmp_path / 'broken.jpg'
     image.write_text('not an image')
-    result = run_script(
-        'tools/deploy.py', osp.join(CONFIGS, MODEL_CFGS['classification']),
-        checkpoints('classification'),
-        osp.join(CONFIGS, 'mmdeploy',
-                 'classification_onnxruntime_static-256x256.py'), image,
-        '--work-dir', tmp_path / 'out')
-    assert result.returncode != 0
-    assert f'cannot read the image {image}' in result.stderr
+    with pytest.raises(SystemExit) as error:
+        run_main(
+            'tools/deploy.py', TINY_CFG, calibrated_checkpoint(TINY_CFG),
+            osp.join(CONFIGS, 'mmdeploy',
+                     'classification_onnxruntime_static-256x256.py'), image,
+            '--work-dir', tmp_path / 'out')
+    assert f'cannot read the image {image}' in str(error.value)
 
 
 @pytest.fixture
 def tiny_classifier():
-    model = build_model(
-        Config.fromfile(
-            osp.join(CONFIGS, 'mmpretrain', 'edgeformer',
-                     'edgeformer-xs_1xb32_tiny-shapes.py')))
+    model = build_model(Config.fromfile(TINY_CFG))
     model.eval()
     model.backbone.switch_to_deploy((64, 64))
     return model

@@ -1,7 +1,9 @@
-"""tools/train.py and tools/test.py, run as a user runs them."""
+"""tools/train.py and tools/test.py: run as a user runs them, and their
+errors."""
 import os.path as osp
 
-from helpers import REPO, run_script
+import pytest
+from helpers import REPO, run_main, run_script
 
 from edgeformer_mm.datasets.synthetic import make_tiny_shapes
 
@@ -12,16 +14,18 @@ def run_tool(tool, *args, cwd=REPO):
     return run_script(f'tools/{tool}', *args, cwd=cwd)
 
 
-def test_missing_data_set_says_where_to_put_it(tmp_path):
-    result = run_tool(
-        'train.py', osp.join(CONFIG, 'edgeformer-s_8xb128_in1k.py'),
-        cwd=tmp_path)
-    assert result.returncode != 0
+def test_missing_data_set_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        run_main('tools/train.py',
+                 osp.join(CONFIG, 'edgeformer-s_8xb128_in1k.py'))
+    message = str(error.value)
     assert ("train_dataloader: data_root 'data/imagenet' does not exist. "
-            'Put ImageNet-1k') in result.stderr
-    assert 'train_dataloader.dataset.dataset.data_root=PATH' in result.stderr
+            'Put ImageNet-1k') in message
+    assert 'train_dataloader.dataset.dataset.data_root=PATH' in message
 
 
+@pytest.mark.slow
 def test_train_then_test(tmp_path):
     root = make_tiny_shapes(
         str(tmp_path / 'tiny_shapes'),

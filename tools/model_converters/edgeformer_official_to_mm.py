@@ -56,7 +56,7 @@ def classification_arch(state_dict) -> str:
     return 'xs' if parc is not None and parc.shape[0] == 96 else 's'
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('src', help='official checkpoint (.pt)')
@@ -73,8 +73,11 @@ def main():
         action='store_true',
         help='from a training checkpoint, take ema_state_dict instead of '
         'model_state_dict')
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         state_dict = read_official_checkpoint(args.src, use_ema=args.ema)
         task = guess_task(state_dict) if args.task == 'auto' else args.task
