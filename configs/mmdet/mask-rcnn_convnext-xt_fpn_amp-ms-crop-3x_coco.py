@@ -1,13 +1,8 @@
 # Mask R-CNN with a ConvNeXt-XT (ConvNeXt-T at half width) backbone on COCO:
 # the plain counterpart of
-# mask-rcnn_parc-convnext-xt_fpn_amp-ms-crop-3x_coco.py (paper, ParC-Net
-# README: ConvNeXt-XT 47.2 box AP, ParC-ConvNeXt-XT 47.7).
-#
-# mmdet's ConvNeXt-T Mask R-CNN recipe (the ConvNeXt paper's: 3x schedule,
-# multi-scale training with random crops, AdamW with layer-wise learning-rate
-# decay, mixed precision) with only the backbone width changed; the paper
-# gives no recipe of its own. Only mmdet's standard parts. The backbone starts
-# from an ImageNet checkpoint of
+# mask-rcnn_parc-convnext-xt_fpn_amp-ms-crop-3x_coco.py. mmdet's ConvNeXt-T
+# Mask R-CNN recipe with only the backbone width changed (README.md). The
+# backbone starts from an ImageNet checkpoint of
 # configs/mmpretrain/parc_convnets/convnext-xt_32xb128_in1k.py.
 _base_ = 'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'  # noqa: E501
 

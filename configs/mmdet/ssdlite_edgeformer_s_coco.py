@@ -1,13 +1,9 @@
 # SSDLite-EdgeFormer-S on COCO at 320x320 with the official recipe (4 GPUs x
-# 32 images; ml-cvnets config detection/edgeformer/ssd_edgeformer_s.yaml).
-#
-# The structure reproduces the official detector so that its weights can be
-# converted exactly; parameters: 5,211,362 against the official 5,197,282
-# (+14,080, +0.27%). The one difference: mmdet's SSDHead has separate cls and
-# reg branches, each with its own depthwise 3x3 conv + BN, where the official
-# head has one depthwise conv feeding one fused 1x1 conv; the official 1x1
-# conv splits by output channels into our cls and reg convs, and its
-# depthwise conv is copied into both branches.
+# 32 images; ml-cvnets config detection/edgeformer/ssd_edgeformer_s.yaml):
+# mmdet's COCO data set and default runtime; what differs is below. The
+# structure reproduces the official detector so that its weights can be
+# converted exactly; how it differs (the head's depthwise convs, the priors)
+# and what was checked: README.md in this folder.
 _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/default_runtime.py'
@@ -70,16 +66,9 @@ model = dict(
         act_cfg=None,
         init_cfg=dict(
             type='Xavier', layer='Conv2d', distribution='uniform', bias=0),
-        # The official priors at 320x320 (3232 boxes), with two differences:
-        # - Official boxes are relative to the image (centres at (x + 0.5) /
-        #   feature width, sizes scaled by the image width and height), mmdet
-        #   uses fixed pixel strides and sizes. At 320x320 the strides below
-        #   give the same centres (the feature maps are 20, 10, 5, 3, 2, 1);
-        #   at other input sizes the two differ.
-        # - Officially widths and heights are clipped to the image size; here
-        #   they are not, which changes the 2:1 and 3:1 boxes of level 4
-        #   (332 and 406 pixels wide, officially 320) and the 2:1 boxes of
-        #   level 5 (404, officially 320).
+        # The official priors at 320x320 (3232 boxes): at this size the
+        # strides below give the official centres (feature maps of 20, 10, 5,
+        # 3, 2 and 1); sizes are not clipped to the image (README.md).
         anchor_generator=dict(
             type='SSDAnchorGenerator',
             scale_major=False,
@@ -139,20 +128,13 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
-data_root = 'data/coco/'
 train_dataloader = dict(
     batch_size=32,
     num_workers=8,
     batch_sampler=None,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=32, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=32, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val2017.json',
-    metric='bbox')
-test_evaluator = val_evaluator
 
 # AdamW with weight decay on every parameter, linear warm-up over 500
 # iterations from 9e-5 to 9e-4, then a per-epoch cosine to 1e-6 over the

@@ -1,9 +1,9 @@
 # DeepLabV3-EdgeFormer-S on PASCAL VOC 2012 + SBD ("aug") with 512x512
 # crops and the official recipe (4 GPUs x 8 images; ml-cvnets config
-# segmentation/edgeformer/deeplabv3_edgeformer_s.yaml).
-#
-# The structure is the official segmentor's, so that its weights can be
-# converted exactly: 5,816,397 parameters, as officially.
+# segmentation/edgeformer/deeplabv3_edgeformer_s.yaml): mmseg's VOC data set
+# and default runtime; what differs is below. The structure is the official
+# segmentor's, so that its weights can be converted exactly; what was
+# checked: README.md in this folder.
 _base_ = [
     'mmseg::_base_/datasets/pascal_voc12_aug.py',
     'mmseg::_base_/default_runtime.py'

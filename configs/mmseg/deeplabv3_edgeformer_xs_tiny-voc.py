@@ -1,12 +1,15 @@
 # DeepLabV3-EdgeFormer-XS on the generated tiny shapes segmentation set (4
 # shape classes and background, 128x128 images, some borders labelled 255;
 # tools/misc/make_tiny_datasets.py): the official recipe scaled down to a
-# few CPU minutes. As the official segmentor starts from an ImageNet
-# backbone, this one starts from the tiny shapes classifier:
+# few CPU minutes; results: README.md in this folder. As the official
+# segmentor starts from an ImageNet backbone, this one starts from the tiny
+# shapes classifier:
 #   python tools/train.py \
 #       configs/mmpretrain/edgeformer/edgeformer-xs_1xb32_tiny-shapes.py
 # writes work_dirs/edgeformer-xs_1xb32_tiny-shapes/epoch_12.pth.
-_base_ = './deeplabv3_edgeformer_s_voc12aug-512x512.py'
+_base_ = [
+    './deeplabv3_edgeformer_s_voc12aug-512x512.py', '../_base_/tiny_runtime.py'
+]
 
 crop_size = (128, 128)
 classes = ('background', 'circle', 'square', 'triangle', 'cross')
@@ -75,7 +78,7 @@ test_dataloader = val_dataloader
 max_epochs = 20
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
+    _base_.tiny_warmup,
     dict(
         type='CosineAnnealingLR',
         T_max=max_epochs,
@@ -86,18 +89,8 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 auto_scale_lr = dict(base_batch_size=8)
-
-# The official EMA momentum (0.0005) averages over ~2000 iterations, longer
-# than this whole run (500): 0.05 as in the tiny classification and
-# detection configs.
-custom_hooks = [
-    dict(
-        type='EMAHook',
-        momentum=0.05,
-        update_buffers=True,
-        priority='ABOVE_NORMAL')
-]
+custom_hooks = [_base_.tiny_ema_hook]
 default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-randomness = dict(seed=0)
+    logger=_base_.tiny_logger_hook,
+    checkpoint=dict(_base_.tiny_checkpoint_hook, interval=max_epochs))
+randomness = _base_.tiny_randomness
