@@ -5,7 +5,6 @@ import os.path as osp
 import pytest
 from helpers import REPO, run_main, run_script
 
-from edgeformer_mm.datasets.synthetic import make_tiny_shapes
 
 CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer')
 
@@ -26,12 +25,8 @@ def test_missing_data_set_says_where_to_put_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_then_test(tmp_path):
-    root = make_tiny_shapes(
-        str(tmp_path / 'tiny_shapes'),
-        num_train_per_class=4,
-        num_val_per_class=2,
-        image_size=32)
+def test_train_then_test(tiny_root, tmp_path):
+    root = tiny_root
     classes = osp.join(root, 'classes.txt')
     options = [
         f'train_dataloader.dataset.dataset.data_root={root}',
