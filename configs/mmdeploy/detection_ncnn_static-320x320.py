@@ -1,8 +1,8 @@
 # SSDLite detection, ncnn (fp32 weights), fixed 320x320 input, for ARM.
-# The graph ends with the head's raw maps (blobs `input` -> `cls_score0`..,
-# `bbox_pred0`.., one per level); priors, box decoding and NMS run on the
-# host (edgeformer_mm.deployment.NcnnRunner), because mmdeploy's
-# DetectionOutput layer needs its source build.
+# The graph ends with the final detections (blob `input` -> `detections`,
+# rows [label, score, x1, y1, x2, y2] from ncnn's DetectionOutput layer,
+# after mmdet's own box decoding in the graph); see
+# edgeformer_mm/deployment/ncnn.py.
 _base_ = ['./_base_/onnx_config.py']
 
 onnx_config = dict(input_shape=[320, 320])  # [width, height]
