@@ -31,6 +31,7 @@ def calibrated_checkpoint(tmp_path_factory):
     def checkpoint(config):
         config = osp.normpath(osp.join(REPO, config))
         if config not in made:
+            torch.manual_seed(0)  # the same weights whatever ran before
             model = calibrate(build_model(config))
             name = osp.splitext(osp.basename(config))[0]
             made[config] = str(root / f'{name}.pth')

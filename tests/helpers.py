@@ -18,8 +18,8 @@ def shorten_to_one_epoch(cfg, work_dir):
     """One epoch, logged and checkpointed, with a 2-iteration warm-up."""
     cfg.train_cfg.update(max_epochs=1, val_interval=1)
     cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
-             end=2)
+        dict(
+            type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)
     ]
     cfg.default_hooks.update(
         logger=dict(type='LoggerHook', interval=1),
@@ -31,7 +31,8 @@ def run_script(script, *args, cwd=REPO):
     """Run a script of the repository (e.g. 'tools/train.py') with ``args``
     in ``cwd``; the finished process, output captured as text."""
     return subprocess.run(
-        [sys.executable, osp.join(REPO, script), *map(str, args)],
+        [sys.executable,
+         osp.join(REPO, script), *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd)
@@ -77,13 +78,24 @@ def run_image_demo(image, config, checkpoint, out_file, *options):
 
 def calibrate(model):
     """Random weights that behave like trained ones for parity checks: BN
-    statistics from a few training batches and a spread-out final
-    classifier, so that the outputs depend on the input."""
+    statistics averaged over a few batches (not a momentum update of the
+    defaults, which leaves the outputs almost independent of the input)
+    and a spread-out final classifier."""
     torch.manual_seed(0)
+    norms = [
+        m for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average
     model.train()
     with torch.no_grad():
         for _ in range(3):
             model.extract_feat(torch.rand(2, 3, 256, 256))
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
         if hasattr(model, 'bbox_head'):
             for conv in model.bbox_head.cls_convs:
                 conv[-1].weight.mul_(8)

@@ -81,7 +81,9 @@ def assert_within_tolerances(task, parity, where):
     if task == 'ObjectDetection':
         assert parity['expected'] > 0, where
         assert parity['unmatched'] == 0, (where, parity)
-        assert parity['box'] <= 1e-3, (where, parity)
+        # At the network input; 0.01 px is tools/deploy.py's tolerance in
+        # image pixels, which are larger here.
+        assert parity['box'] <= 1e-2, (where, parity)
         assert parity['score'] <= 1e-4, (where, parity)
     else:
         assert parity['rel'] <= 1e-4, (where, parity)
