@@ -21,5 +21,5 @@ test-fast: $(SETUP_DONE)
 setup:
 	bash tools/setup_env.sh
 
-$(SETUP_DONE): tools/setup_env.sh setup.py pyproject.toml requirements/openmmlab.txt requirements/deploy.txt requirements/tests.txt
+$(SETUP_DONE): tools/setup_env.sh setup.py pyproject.toml runtime/pyproject.toml requirements/openmmlab.txt requirements/deploy.txt requirements/tests.txt
 	bash tools/setup_env.sh

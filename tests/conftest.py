@@ -36,8 +36,45 @@ def calibrated_checkpoint(tmp_path_factory):
             name = osp.splitext(osp.basename(config))[0]
             made[config] = str(root / f'{name}.pth')
             torch.save(
-                dict(meta=dict(), state_dict=model.state_dict()),
-                made[config])
+                dict(meta=dict(), state_dict=model.state_dict()), made[config])
         return made[config]
 
     return checkpoint
+
+
+# The tiny configs of the three tasks and their network input sizes.
+TINY_MODELS = {
+    'classification':
+    ('configs/mmpretrain/edgeformer/edgeformer-xs_1xb32_tiny-shapes.py', 64),
+    'detection': ('configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py', 128),
+    'segmentation': ('configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py', 128),
+}
+
+
+@pytest.fixture(scope='session')
+def tiny_bundles(tmp_path_factory, calibrated_checkpoint):
+    """A function from (task, backend) to the bundle directory of the tiny
+    model of that task (calibrated random weights) for that backend,
+    written by tools/deploy.py with the static deploy config of its size,
+    once for the whole session (with mmdeploy's SDK files for ONNX
+    Runtime); and the model config and checkpoint it was made from."""
+    from helpers import run_main, write_photo
+    root = tmp_path_factory.mktemp('bundles')
+    photo = write_photo('coffee', root / 'coffee.png')
+    made = {}
+
+    def bundle(task, backend):
+        if (task, backend) not in made:
+            config, size = TINY_MODELS[task]
+            model_cfg = osp.join(REPO, config)
+            deploy_cfg = osp.join(REPO, 'configs', 'mmdeploy',
+                                  f'{task}_{backend}_static-{size}x{size}.py')
+            checkpoint = calibrated_checkpoint(model_cfg)
+            work_dir = str(root / f'{task}_{backend}')
+            run_main('tools/deploy.py', model_cfg, checkpoint, deploy_cfg,
+                     photo, '--work-dir', work_dir,
+                     *(['--dump-info'] if backend == 'onnxruntime' else []))
+            made[task, backend] = (work_dir, model_cfg, checkpoint)
+        return made[task, backend]
+
+    return bundle

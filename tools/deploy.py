@@ -1,19 +1,24 @@
-"""Convert a model for a deployment backend and check it against PyTorch.
+"""Convert a model for a deployment backend into a bundle, and check the
+bundle against PyTorch.
 
 ONNX Runtime: exports MODEL_CFG + CHECKPOINT to ONNX through mmdeploy's
 Python API, with PyTorch's TorchScript exporter (which mmdeploy 1.3.1 needs
-on torch >= 2.9). ncnn: converts with the PyPI pnnx converter (see
-edgeformer_mm/deployment/ncnn.py for what stays on the host). The files go
-to --work-dir (end2end.onnx, or end2end.param + end2end.bin).
+on torch >= 2.9). ncnn: converts with the PyPI pnnx converter; detection
+graphs end in ncnn's DetectionOutput layer (see
+edgeformer_mm/deployment/ncnn.py). --work-dir becomes a bundle: the backend
+files (end2end.onnx, or end2end.param + end2end.bin) and bundle.json, the
+preprocessing, postprocessing and checksums a device needs to run them with
+edgeformer_runtime (`edgeformer-run BUNDLE IMAGE`), without PyTorch.
 
-Then runs the backend and the PyTorch model on IMAGE and prints how far
-apart they are; the exit code is 1 if that exceeds the tolerances:
-  classification: the class scores, relative to the largest;
+Then runs the bundle (through edgeformer_runtime) and the PyTorch model
+(through mmpretrain's, mmdet's or mmseg's inference API) on IMAGE and prints
+how far apart their predictions are; the exit code is 1 if that exceeds the
+tolerances:
+  classification: the same top-5 classes, scores within --score-tolerance;
   detection: every detection paired with one of the same label, boxes
-    within --box-tolerance pixels (at the network input), scores within
+    within --box-tolerance pixels of the image, scores within
     --score-tolerance;
-  segmentation: the logits at input size, relative to the largest, and
-    the share of pixels with the same class (--min-agreement).
+  segmentation: the same class on at least --min-agreement of the pixels.
 
 With a static deploy config (fixed input_shape), EdgeFormer is first
 switched to deploy mode for that size (backbone.deploy_input_size): fixed
@@ -40,11 +45,15 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
-from edgeformer_mm.deployment import (BACKENDS, ConverterNotFoundError,
-                                      NcnnRunner, OnnxRuntimeBackend,
-                                      check_checkpoint, convert_to_ncnn,
-                                      export_onnx, static_input_size,
-                                      task_parity)
+from edgeformer_mm.deployment import (BACKENDS, PREDICTION_TOLERANCES,
+                                      ConverterNotFoundError, check_checkpoint,
+                                      compare_predictions, convert_to_ncnn,
+                                      dataset_meta, describe_comparison,
+                                      dump_sdk_info, export_onnx,
+                                      init_reference_model,
+                                      reference_prediction, sdk_info,
+                                      static_input_size, write_bundle)
+from edgeformer_runtime import Predictor, preprocess
 
 
 def parse_args(argv=None):
@@ -58,28 +67,28 @@ def parse_args(argv=None):
         '--work-dir', required=True, help='where the backend files go')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
-        '--tolerance',
-        type=float,
-        default=1e-4,
-        help='largest accepted score or logit difference relative to the '
-        'largest PyTorch output (default: 1e-4)')
-    parser.add_argument(
-        '--box-tolerance',
-        type=float,
-        default=1e-3,
-        help='largest accepted box coordinate difference in pixels '
-        '(default: 1e-3)')
+        '--dump-info',
+        action='store_true',
+        help="also write mmdeploy's SDK files (deploy.json, pipeline.json, "
+        'detail.json), so that mmdeploy_runtime loads the bundle')
     parser.add_argument(
         '--score-tolerance',
         type=float,
-        default=1e-4,
-        help='largest accepted detection score difference (default: 1e-4)')
+        default=PREDICTION_TOLERANCES['score'],
+        help='largest accepted class or detection score difference '
+        f'(default: {PREDICTION_TOLERANCES["score"]:g})')
+    parser.add_argument(
+        '--box-tolerance',
+        type=float,
+        default=PREDICTION_TOLERANCES['box'],
+        help='largest accepted box coordinate difference in image pixels '
+        f'(default: {PREDICTION_TOLERANCES["box"]:g})')
     parser.add_argument(
         '--min-agreement',
         type=float,
-        default=0.999,
+        default=PREDICTION_TOLERANCES['agreement'],
         help='smallest accepted share of pixels with the same class '
-        '(default: 0.999)')
+        f'(default: {PREDICTION_TOLERANCES["agreement"]:g})')
     parser.add_argument(
         '--latency-runs',
         type=int,
@@ -114,6 +123,11 @@ def main(argv=None):
              'dynamic height or width); see configs/mmdeploy/*_ncnn_static-*')
     if cv2.imread(args.img) is None:
         fail(f'cannot read the image {args.img}')
+    if args.dump_info:
+        try:  # refuse before converting what the SDK cannot run
+            sdk_info(deploy_cfg, model_cfg, args.checkpoint, args.device)
+        except ValueError as error:
+            fail(f'--dump-info: {error}')
     processor = build_task_processor(model_cfg, deploy_cfg, args.device)
     # The reference is the model as trained, not switched to deploy mode.
     # mmdeploy loads checkpoints non-strictly: check this one first.
@@ -122,8 +136,7 @@ def main(argv=None):
         check_checkpoint(torch_model, args.checkpoint)
     except ValueError as error:
         fail(str(error))
-    inputs, _ = processor.create_input(args.img,
-                                       get_input_shape(deploy_cfg))
+    inputs, _ = processor.create_input(args.img, get_input_shape(deploy_cfg))
     x = torch_model.data_preprocessor(copy.deepcopy(inputs), False)['inputs']
     if size is not None and tuple(x.shape[2:]) != size:
         # A model baked for one size gives wrong results at another.
@@ -161,57 +174,48 @@ def main(argv=None):
           f' ({"static " + "x".join(map(str, size)) if size else "dynamic"}'
           ' input)')
 
-    if backend == 'onnxruntime':
-        backend_model = OnnxRuntimeBackend(
-            processor,
-            backend_files,
-            deploy_cfg.onnx_config.input_names[0],
-            num_threads=args.threads)
-    else:
-        backend_model = NcnnRunner(
-            torch_model,
-            task,
-            *backend_files,
-            num_threads=args.threads,
-            fp16=fp16)
-    parity = task_parity(task, torch_model, backend_model, inputs)
-    passed = report(task, f'{backend} vs PyTorch on {args.img}', parity,
-                    args)
+    if args.dump_info:
+        backend_files += dump_sdk_info(deploy_cfg, model_cfg, args.work_dir,
+                                       args.checkpoint, args.device)
+    bundle = write_bundle(
+        args.work_dir,
+        task,
+        backend,
+        backend_files,
+        size,
+        model_cfg,
+        dataset_meta(model_cfg, args.checkpoint),
+        model_name=osp.splitext(osp.basename(args.model_cfg))[0],
+        precision='fp16' if fp16 else 'fp32')
+    print(f'wrote the bundle {args.work_dir} ({bundle.task}, {backend}): '
+          f'edgeformer-run {args.work_dir} IMAGE')
+
+    # The bundle from the image file against PyTorch's inference API: the
+    # preprocessing and postprocessing are checked too, not only the graph.
+    predictor = Predictor(bundle, num_threads=args.threads or None)
+    reference = init_reference_model(bundle.task, model_cfg, args.checkpoint,
+                                     args.device)
+    figures = compare_predictions(
+        reference_prediction(bundle.task, reference, args.img),
+        predictor(args.img),
+        dict(
+            score=args.score_tolerance,
+            box=args.box_tolerance,
+            agreement=args.min_agreement))
+    print(f'{backend} vs PyTorch on {args.img}: '
+          f'{describe_comparison(bundle.task, figures)}')
     if args.latency_runs:
+        network_input = preprocess(args.img, bundle.preprocess).input
         timings = {
             'PyTorch': lambda: torch_model(x, mode='tensor'),
-            backend: lambda: backend_model(x)
+            backend: lambda: predictor.backend(network_input)
         }
         print(f'latency at {"x".join(map(str, x.shape[2:]))}, median of '
-              f'{args.latency_runs} runs: ' + ', '.join(
-                  f'{name} {median_ms(run, args.latency_runs):.1f} ms'
-                  for name, run in timings.items()))
-    if not passed:
+              f'{args.latency_runs} runs: ' +
+              ', '.join(f'{name} {median_ms(run, args.latency_runs):.1f} ms'
+                        for name, run in timings.items()))
+    if not figures['passed']:
         sys.exit(1)
-
-
-def report(task: str, where: str, parity: dict, args) -> bool:
-    """Print the figures of :func:`task_parity`; whether they are within
-    the tolerances."""
-    if task == 'ObjectDetection':
-        print(f'{where}: {parity["expected"]} detections, '
-              f'{parity["actual"]} from the backend, {parity["unmatched"]} '
-              f'unmatched; largest box difference {parity["box"]:.3g} px at '
-              f'the input, score difference {parity["score"]:.3g} '
-              f'(tolerances {args.box_tolerance:g}, '
-              f'{args.score_tolerance:g})')
-        return (parity['unmatched'] == 0
-                and parity['box'] <= args.box_tolerance
-                and parity['score'] <= args.score_tolerance)
-    line = (f'{where}: largest absolute difference {parity["abs"]:.3g}, '
-            f'relative {parity["rel"]:.3g} (tolerance {args.tolerance:g})')
-    if task == 'Classification':
-        print(line)
-        return parity['rel'] <= args.tolerance
-    print(f'{line}; same class on {100 * parity["agreement"]:.3f}% of the '
-          'pixels')
-    return (parity['rel'] <= args.tolerance
-            and parity['agreement'] >= args.min_agreement)
 
 
 def median_ms(run, runs: int) -> float:

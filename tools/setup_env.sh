@@ -84,8 +84,12 @@ step "install mmcv (cached wheel), the OpenMMLab stack, the deployment and test 
 $PIP install -q "$WHEEL_DIR"/mmcv-*.whl -r requirements/openmmlab.txt \
     -r requirements/deploy.txt -r requirements/tests.txt
 
-step "install edgeformer_mm in editable mode"
+step "install edgeformer_mm and edgeformer_runtime (runtime/) in editable mode"
+# The runtime without its dependencies: numpy and OpenCV are here already
+# (mmcv's opencv-python; its opencv-python-headless would overwrite the same
+# cv2 package).
 $PIP install -q --no-build-isolation -e .
+$PIP install -q --no-build-isolation --no-deps -e runtime
 
 step "check the environment"
 $VENV/bin/python - <<'PY'
@@ -93,9 +97,12 @@ import mmcv, mmcv.ops, torch  # mmcv.ops needs the compiled extension
 from mmcv.ops import batched_nms  # noqa: F401
 import mmdet.models, mmpretrain.models, mmseg.models  # noqa: F401
 import mmdeploy.apis, ncnn, onnxruntime, skimage  # noqa: F401
-import os, pnnx
+import os, sys, pnnx
 assert os.access(pnnx.EXEC_PATH, os.X_OK), 'the pnnx converter cannot run'
-import edgeformer_mm
+import edgeformer_mm, edgeformer_runtime  # noqa: F401
+import shutil
+assert shutil.which('edgeformer-run', path=os.path.dirname(sys.executable)), \
+    'the edgeformer-run command is missing'
 print(f'    torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
       f'edgeformer_mm {edgeformer_mm.__version__}')
 PY

@@ -1,16 +1,28 @@
-"""Deployment: ONNX Runtime through mmdeploy, ncnn through pnnx, and the
-output comparisons that check them (see tools/deploy.py)."""
+"""Deployment: ONNX Runtime through mmdeploy, ncnn through pnnx, the bundles
+that carry them to a device (run by ``edgeformer_runtime``), and the
+comparisons with PyTorch that check them (see tools/deploy.py)."""
 from .attention import with_four_dimensional_attention
+from .bundle import (dataset_meta, package_versions, postprocess_params,
+                     preprocess_steps, write_bundle)
 from .convert import (BACKENDS, OnnxRuntimeBackend, check_checkpoint,
                       export_onnx, static_input_size)
 from .ncnn import (ConverterNotFoundError, ExportGraph, NcnnRunner,
                    convert_to_ncnn, output_names)
-from .parity import difference, label_agreement, match_detections, task_parity
+from .parity import (PREDICTION_TOLERANCES, compare_predictions,
+                     describe_comparison, difference, init_reference_model,
+                     label_agreement, match_detections, reference_prediction,
+                     task_parity)
+from .sdk import SDK_FILES, dump_sdk_info, sdk_info
 
 __all__ = [
-    'BACKENDS', 'ConverterNotFoundError', 'ExportGraph', 'NcnnRunner',
-    'OnnxRuntimeBackend',
-    'check_checkpoint', 'convert_to_ncnn', 'difference', 'export_onnx',
-    'label_agreement', 'match_detections', 'output_names',
-    'static_input_size', 'task_parity', 'with_four_dimensional_attention'
+    'BACKENDS',
+    'ConverterNotFoundError', 'ExportGraph', 'NcnnRunner',
+    'OnnxRuntimeBackend', 'PREDICTION_TOLERANCES', 'SDK_FILES',
+    'check_checkpoint', 'compare_predictions', 'convert_to_ncnn',
+    'dataset_meta', 'describe_comparison', 'difference', 'dump_sdk_info',
+    'export_onnx', 'init_reference_model', 'label_agreement',
+    'match_detections', 'output_names', 'package_versions',
+    'postprocess_params', 'preprocess_steps', 'reference_prediction',
+    'sdk_info', 'static_input_size', 'task_parity',
+    'with_four_dimensional_attention', 'write_bundle'
 ]

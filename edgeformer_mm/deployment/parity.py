@@ -3,6 +3,7 @@ import copy
 from typing import Dict
 
 import torch
+from mmengine.registry import DefaultScope
 from torch import Tensor
 
 
@@ -24,8 +25,8 @@ def label_agreement(expected_logits: Tensor, actual_logits: Tensor) -> float:
     return same.double().mean().item()
 
 
-def match_detections(expected, actual, scale_factor=(1., 1.)
-                     ) -> Dict[str, float]:
+def match_detections(expected, actual,
+                     scale_factor=(1., 1.)) -> Dict[str, float]:
     """Pair each expected detection with an actual one of the same label.
 
     Expected detections are taken by descending score; each is paired with
@@ -120,3 +121,129 @@ def task_parity(task: str, torch_model, backend, inputs: dict) -> dict:
     # Boxes are compared at the network input, before their rescaling to
     # the image multiplies the differences.
     return match_detections(expected, actual, scale_factor)
+
+
+def init_reference_model(task: str,
+                         model_cfg,
+                         checkpoint: str,
+                         device: str = 'cpu'):
+    """The PyTorch model as mmdet's ``init_detector`` or mmseg's
+    ``init_model`` builds it for inference; for classification,
+    mmpretrain's ``ImageClassificationInferencer`` (what its
+    ``inference_model`` uses for classifiers of its model index).
+
+    Args:
+        task (str): The bundle task ('classification', 'detection' or
+            'segmentation').
+    """
+    if task == 'classification':
+        from mmpretrain.apis import ImageClassificationInferencer
+        return ImageClassificationInferencer(
+            model_cfg, pretrained=checkpoint, device=device)
+    if task == 'detection':
+        from mmdet.apis import init_detector as init_model
+    else:
+        from mmseg.apis import init_model
+    return init_model(model_cfg, checkpoint, device=device)
+
+
+def reference_prediction(task: str, model, image) -> dict:
+    """The prediction of a model of :func:`init_reference_model` on an image
+    file or BGR array, by mmpretrain's inferencer, mmdet's
+    ``inference_detector`` or mmseg's ``inference_model``, in the runtime's
+    format (see ``edgeformer_runtime.Predictor``)."""
+    if task == 'classification':
+        scores = model(image)[0]['pred_scores']
+        top = torch.from_numpy(scores).topk(min(5, len(scores)))
+        return dict(
+            task=task,
+            pred_label=int(top.indices[0]),
+            pred_score=float(top.values[0]),
+            top5=dict(labels=top.indices.tolist(), scores=top.values.tolist()),
+            pred_scores=scores)
+    # Build the test pipeline in the model's scope, whichever library set
+    # the default scope last.
+    scope = DefaultScope.overwrite_default_scope(
+        model.cfg.get('default_scope'))
+    if task == 'detection':
+        from mmdet.apis import inference_detector
+        with scope:
+            instances = inference_detector(model, image).pred_instances
+        return dict(
+            task=task,
+            detections=[
+                dict(bbox=box, score=score, label=label)
+                for box, score, label in zip(instances.bboxes.tolist(
+                ), instances.scores.tolist(), instances.labels.tolist())
+            ])
+    from mmseg.apis import inference_model
+    with scope:
+        label_map = inference_model(model, image).pred_sem_seg.data[0]
+    return dict(task=task, label_map=label_map.numpy())
+
+
+def _instances(detections: list):
+    from mmengine.structures import InstanceData
+    return InstanceData(
+        bboxes=torch.tensor([d['bbox'] for d in detections],
+                            dtype=torch.float64).reshape(-1, 4),
+        scores=torch.tensor([d['score'] for d in detections],
+                            dtype=torch.float64),
+        labels=torch.tensor([d['label'] for d in detections],
+                            dtype=torch.long))
+
+
+# The agreement required between a bundle and PyTorch from an image file.
+PREDICTION_TOLERANCES = dict(score=1e-4, box=0.01, agreement=0.999)
+
+
+def compare_predictions(expected: dict,
+                        actual: dict,
+                        tolerances: dict = PREDICTION_TOLERANCES) -> dict:
+    """Measure how far a bundle's prediction is from PyTorch's (both in the
+    runtime's format) and whether it is within ``tolerances``.
+
+    Returns:
+        dict: ``passed`` and the figures: classification ``same_top5`` and
+        ``score`` (largest top-5 score difference); detection
+        :func:`match_detections` in image pixels; segmentation
+        ``agreement`` (share of pixels with the same class).
+    """
+    task = expected['task']
+    if task == 'classification':
+        same = expected['top5']['labels'] == actual['top5']['labels']
+        score = max(
+            abs(a - b) for a, b in zip(expected['top5']['scores'],
+                                       actual['top5']['scores']))
+        return dict(
+            same_top5=same,
+            score=score,
+            passed=same and score <= tolerances['score'])
+    if task == 'detection':
+        figures = match_detections(
+            _instances(expected['detections']),
+            _instances(actual['detections']))
+        return dict(
+            figures,
+            passed=(figures['unmatched'] == 0
+                    and figures['box'] <= tolerances['box']
+                    and figures['score'] <= tolerances['score']))
+    expected_map, actual_map = expected['label_map'], actual['label_map']
+    if expected_map.shape != actual_map.shape:
+        return dict(agreement=0., passed=False)
+    agreement = float((expected_map == actual_map).mean())
+    return dict(
+        agreement=agreement, passed=agreement >= tolerances['agreement'])
+
+
+def describe_comparison(task: str, figures: dict) -> str:
+    """One line with the figures of :func:`compare_predictions`."""
+    if task == 'classification':
+        return (f'top-5 {"identical" if figures["same_top5"] else "DIFFERENT"}'
+                f', largest score difference {figures["score"]:.3g}')
+    if task == 'detection':
+        return (f'{figures["expected"]} detections, {figures["actual"]} from '
+                f'the bundle, {figures["unmatched"]} unmatched; largest box '
+                f'difference {figures["box"]:.3g} px, score difference '
+                f'{figures["score"]:.3g}')
+    return f'same class on {100 * figures["agreement"]:.3f}% of the pixels'

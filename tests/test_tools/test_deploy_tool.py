@@ -148,7 +148,9 @@ def test_ncnn(calibrated_checkpoint, photo, tmp_path, capsys, deploy_cfg):
     stdout = deployed(calibrated_checkpoint, photo, deploy_cfg, tmp_path,
                       capsys)
     assert 'ncnn vs PyTorch' in stdout
-    assert sorted(os.listdir(tmp_path)) == ['end2end.bin', 'end2end.param']
+    assert sorted(os.listdir(tmp_path)) == [
+        'bundle.json', 'end2end.bin', 'end2end.param'
+    ]
     with open(tmp_path / 'end2end.param') as f:
         layers = f.read().splitlines()[2:]
     assert layers[0].split()[:2] == ['Input', 'input']
@@ -243,3 +245,17 @@ def test_failed_conversion_leaves_no_model(tiny_classifier, tmp_path,
         convert_to_ncnn(tiny_classifier, 'Classification', (64, 64),
                         str(out_dir / 'end2end'))
     assert os.listdir(out_dir) == []
+
+
+def test_dump_info_is_refused_before_converting(calibrated_checkpoint, photo,
+                                                tmp_path):
+    """mmdeploy's SDK reads detections from `dets` and `labels`: the ncnn
+    detector, which ends in `detections`, is refused with --dump-info."""
+    work_dir = tmp_path / 'ssd_ncnn'
+    with pytest.raises(SystemExit, match="--dump-info: .*'dets'"):
+        run_main(
+            'tools/deploy.py',
+            *deploy_args(calibrated_checkpoint, photo,
+                         'detection_ncnn_static-320x320.py', work_dir),
+            '--dump-info')
+    assert not osp.exists(work_dir)
