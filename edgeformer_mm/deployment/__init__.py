@@ -6,6 +6,7 @@ from .bundle import (dataset_meta, package_versions, postprocess_params,
                      preprocess_steps, write_bundle)
 from .convert import (BACKENDS, OnnxRuntimeBackend, check_checkpoint,
                       export_onnx, static_input_size)
+from .emulation import Arm64Emulation, EmulationError, EmulationUnavailable
 from .ncnn import (ConverterNotFoundError, ExportGraph, NcnnRunner,
                    convert_to_ncnn, output_names)
 from .parity import (PREDICTION_TOLERANCES, compare_predictions,
@@ -15,7 +16,7 @@ from .parity import (PREDICTION_TOLERANCES, compare_predictions,
 from .sdk import SDK_FILES, dump_sdk_info, sdk_info
 
 __all__ = [
-    'BACKENDS',
+    'Arm64Emulation', 'EmulationError', 'EmulationUnavailable', 'BACKENDS',
     'ConverterNotFoundError', 'ExportGraph', 'NcnnRunner',
     'OnnxRuntimeBackend', 'PREDICTION_TOLERANCES', 'SDK_FILES',
     'check_checkpoint', 'compare_predictions', 'convert_to_ncnn',
