@@ -15,8 +15,13 @@
    predicted mask.
 5. Deploys the three trained models to ONNX Runtime and ncnn at their
    input size (tools/deploy.py with the static configs in configs/mmdeploy)
-   and prints how far each backend is from PyTorch on a validation image
-   and the latencies at one thread.
+   as bundles, and prints how far each backend is from PyTorch on a
+   validation image and the latencies at one thread.
+6. Runs the six bundles as a device would, with the torch-free runtime's
+   command (edgeformer-run, a process without PyTorch or OpenMMLab) on the
+   same images, and prints its predictions and their parity with PyTorch;
+   where the aarch64 emulation is set up (tools/setup_arm64_emulation.sh),
+   also under emulated aarch64 against x86.
 
 Data sets are generated under ``data/`` of the current directory when
 missing, as the tiny configs expect them there. ``--quick`` runs every step
@@ -27,39 +32,36 @@ models learn.
 import argparse
 import contextlib
 import io
+import json
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import cv2
 import torch
 from mmengine.config import Config
 from mmpretrain import get_model
 
+from edgeformer_mm.datasets.synthetic import (make_tiny_coco, make_tiny_shapes,
+                                              make_tiny_voc)
+from edgeformer_mm.deployment import (Arm64Emulation, EmulationUnavailable,
+                                      compare_predictions, describe_comparison,
+                                      init_reference_model,
+                                      reference_prediction)
 from edgeformer_mm.models import EdgeFormer
 from edgeformer_mm.utils import build_runner, count_macs, count_parameters
-from edgeformer_mm.datasets.synthetic import (make_tiny_coco,
-                                               make_tiny_shapes, make_tiny_voc)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY_CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer/'
-                       'edgeformer-xs_1xb32_tiny-shapes.py')
+TINY_CONFIG = osp.join(
+    REPO, 'configs/mmpretrain/edgeformer/'
+    'edgeformer-xs_1xb32_tiny-shapes.py')
 TINY_DET_CONFIG = osp.join(REPO,
                            'configs/mmdet/ssdlite_edgeformer_xs_tiny-coco.py')
-TINY_SEG_CONFIG = osp.join(REPO,
-                           'configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py')
-# The static deploy config of each task and backend that the demo sets to
-# its models' input size.
-STATIC_DEPLOY_CONFIGS = {
-    ('classification', 'onnxruntime'):
-    'classification_onnxruntime_static-256x256.py',
-    ('classification', 'ncnn'): 'classification_ncnn_static-256x256.py',
-    ('detection', 'onnxruntime'): 'detection_onnxruntime_static-320x320.py',
-    ('detection', 'ncnn'): 'detection_ncnn_static-320x320.py',
-    ('segmentation', 'onnxruntime'):
-    'segmentation_onnxruntime_static-512x512.py',
-    ('segmentation', 'ncnn'): 'segmentation_ncnn_static-512x512.py',
-}
+TINY_SEG_CONFIG = osp.join(
+    REPO, 'configs/mmseg/deeplabv3_edgeformer_xs_tiny-voc.py')
+# The emulated CPU: the RK3588's big core (ARMv8.2 with fp16 arithmetic).
+ARM_CPU = 'cortex-a76'
 # --quick: data set sizes (a few images a class / a few scenes) and runs.
 QUICK_SHAPES = dict(num_train_per_class=8, num_val_per_class=2)
 QUICK_SCENES = dict(num_train=8, num_val=4)
@@ -164,39 +166,147 @@ def run_script(script: str, *args: str, **kwargs):
     """Run one of the repository's scripts as a user does, echoing the
     command."""
     print(f'\n$ python {script} ' + ' '.join(args))
-    return subprocess.run([sys.executable, osp.join(REPO, script), *args],
-                          **kwargs)
+    return subprocess.run(
+        [sys.executable, osp.join(REPO, script), *args], **kwargs)
 
 
 def run_image_demo(image: str, model: str, checkpoint: str, out_file: str):
-    run_script('demo/image_demo.py', image, model, '--checkpoint', checkpoint,
-               '--out-file', out_file, check=True)
+    run_script(
+        'demo/image_demo.py',
+        image,
+        model,
+        '--checkpoint',
+        checkpoint,
+        '--out-file',
+        out_file,
+        check=True)
+
+
+def model_task(model_cfg: str) -> str:
+    return {
+        'mmpretrain': 'classification',
+        'mmdet': 'detection',
+        'mmseg': 'segmentation'
+    }[Config.fromfile(model_cfg).default_scope]
 
 
 def deploy_tiny_model(name: str, model_cfg: str, checkpoint: str, image: str,
-                      size: int, work_dir: str, latency_runs: int):
+                      size: int, work_dir: str, latency_runs: int) -> list:
     """Run tools/deploy.py for both backends with the static deploy configs
-    of the model's task, set to its ``size``; print the figures."""
-    task = {'mmpretrain': 'classification', 'mmdet': 'detection',
-            'mmseg': 'segmentation'}[Config.fromfile(model_cfg).default_scope]
+    of the model's task and ``size``; print the figures and return the
+    bundle directories."""
+    task = model_task(model_cfg)
+    bundles = []
     for backend in ('onnxruntime', 'ncnn'):
-        base = osp.join(REPO, 'configs', 'mmdeploy',
-                        STATIC_DEPLOY_CONFIGS[task, backend])
+        deploy_cfg = osp.join(REPO, 'configs', 'mmdeploy',
+                              f'{task}_{backend}_static-{size}x{size}.py')
         out_dir = osp.join(work_dir, f'{name}_{backend}')
-        os.makedirs(out_dir, exist_ok=True)
-        deploy_cfg = osp.join(out_dir, f'{task}_{backend}_{size}x{size}.py')
-        with open(deploy_cfg, 'w') as f:
-            f.write(f'_base_ = [{base!r}]\n'
-                    f'onnx_config = dict(input_shape=[{size}, {size}])\n')
         result = run_script(
-            'tools/deploy.py', model_cfg, checkpoint, deploy_cfg, image,
-            '--work-dir', out_dir, '--threads', '1', '--latency-runs',
-            str(latency_runs), capture_output=True, text=True)
+            'tools/deploy.py',
+            model_cfg,
+            checkpoint,
+            deploy_cfg,
+            image,
+            '--work-dir',
+            out_dir,
+            '--threads',
+            '1',
+            '--latency-runs',
+            str(latency_runs),
+            capture_output=True,
+            text=True)
         for line in result.stdout.splitlines():
             if line.startswith(('wrote', 'latency')) or ' vs PyTorch' in line:
                 print('  ' + line)
         if result.returncode != 0:
             sys.exit(result.stderr[-3000:])
+        bundles.append(out_dir)
+    return bundles
+
+
+def summarize(prediction: dict) -> str:
+    """A line of the runtime's JSON prediction."""
+    task = prediction['task']
+    if task == 'classification':
+        return (f'label {prediction["pred_label"]}, score '
+                f'{prediction["pred_score"]:.4f}')
+    if task == 'detection':
+        detections = prediction['detections']
+        best = (', best: label {label} score {score:.3f} at [{box}]'.format(
+            box=', '.join(f'{v:.1f}' for v in detections[0]['bbox']),
+            **detections[0]) if detections else '')
+        return f'{len(detections)} detections{best}'
+    return f'label map {prediction["shape"]} written to {prediction["out"]}'
+
+
+def read_prediction(stdout: str) -> dict:
+    """The runtime command's JSON prediction, with a segmentation's label
+    map read back from its PNG."""
+    prediction = json.loads(stdout)
+    if prediction['task'] == 'segmentation':
+        prediction['label_map'] = cv2.imread(prediction['out'],
+                                             cv2.IMREAD_UNCHANGED)
+    return prediction
+
+
+def run_bundles(bundles: list,
+                model_cfg: str,
+                checkpoint: str,
+                image: str,
+                emulation=None):
+    """Run each bundle with the ``edgeformer-run`` command on ``image`` and
+    compare its prediction with PyTorch's (mmpretrain's, mmdet's or mmseg's
+    inference API); with ``emulation``, also run it on emulated aarch64 and
+    compare with x86."""
+    task = model_task(model_cfg)
+    reference = init_reference_model(task, Config.fromfile(model_cfg),
+                                     checkpoint)
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = reference_prediction(task, reference, image)
+    command = osp.join(osp.dirname(sys.executable), 'edgeformer-run')
+    for bundle in bundles:
+        out = (
+            osp.join(bundle, 'label_map.png')
+            if task == 'segmentation' else None)
+        args = [bundle, image] + (['--out', out] if out else [])
+        print(f'\n$ edgeformer-run {" ".join(args)}')
+        result = subprocess.run([command, *args],
+                                capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            sys.exit(result.stderr[-3000:])
+        prediction = read_prediction(result.stdout)
+        print(f'  {summarize(prediction)}')
+        figures = compare_predictions(expected, prediction)
+        print(f'  edgeformer-run vs PyTorch: '
+              f'{describe_comparison(task, figures)}')
+        if not figures['passed']:
+            sys.exit(f'{bundle}: the runtime differs from PyTorch')
+        if emulation is not None:
+            arm_out = out and out.replace('.png', '_aarch64.png')
+            arm = read_prediction(
+                emulation.runtime_cli(bundle, image, arm_out,
+                                      cpu=ARM_CPU).stdout)
+            figures = compare_predictions(prediction, arm)
+            print(f'  emulated aarch64 ({ARM_CPU}) vs x86: '
+                  f'{describe_comparison(task, figures)}')
+            if not figures['passed']:
+                sys.exit(f'{bundle}: aarch64 differs from x86')
+
+
+def arm64_emulation():
+    """The aarch64 emulation if it is set up (``make test`` sets it up, or
+    tools/setup_arm64_emulation.sh), else None with a line saying why."""
+    try:
+        emulation = Arm64Emulation.paths()
+    except EmulationUnavailable as error:
+        print(f'(no emulated aarch64 run: {error})')
+        return None
+    if not emulation.is_ready():
+        print('(no emulated aarch64 run: set it up once with '
+              'bash tools/setup_arm64_emulation.sh)')
+        return None
+    return emulation
 
 
 def main():
@@ -258,13 +368,23 @@ def main():
     print('\nDeploying the three models (parity with PyTorch, latency at 1 '
           'thread):')
     latency_runs = QUICK_LATENCY_RUNS if args.quick else 50
-    for name, config, trained, image, size in [
+    models = [
         ('classifier', TINY_CONFIG, checkpoint, classifier_image, 64),
         ('detector', TINY_DET_CONFIG, detector, detector_image, 128),
         ('segmentor', TINY_SEG_CONFIG, segmentor, segmentor_image, 128),
-    ]:
+    ]
+    bundles = {
+        name:
         deploy_tiny_model(name, config, trained, image, size,
                           osp.join(work_dir, 'deploy'), latency_runs)
+        for name, config, trained, image, size in models
+    }
+
+    print('\nRunning the bundles without PyTorch (edgeformer-run), as on a '
+          'device:')
+    emulation = arm64_emulation()
+    for name, config, trained, image, _ in models:
+        run_bundles(bundles[name], config, trained, image, emulation)
 
 
 if __name__ == '__main__':

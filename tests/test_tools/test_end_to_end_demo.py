@@ -8,6 +8,8 @@ import cv2
 import pytest
 from helpers import run_script
 
+from edgeformer_mm.deployment import Arm64Emulation
+
 
 @pytest.mark.slow
 def test_every_step_runs(tmp_path):
@@ -40,3 +42,11 @@ def test_every_step_runs(tmp_path):
     checks = re.findall(r'^  (onnxruntime|ncnn) vs PyTorch on ', out, re.M)
     assert sorted(checks) == ['ncnn'] * 3 + ['onnxruntime'] * 3, out[-3000:]
     assert len(re.findall(r'^  latency at ', out, re.M)) == 6
+
+    # 6. The six bundles run by the torch-free command, checked against
+    # PyTorch, and on emulated aarch64 against x86 where that is set up.
+    runs = re.findall(r'^  edgeformer-run vs PyTorch: ', out, re.M)
+    assert len(runs) == 6, out[-3000:]
+    if Arm64Emulation.paths().is_ready():
+        assert len(re.findall(r'^  emulated aarch64 \(cortex-a76\) vs x86: ', out,
+                              re.M)) == 6, out[-3000:]
