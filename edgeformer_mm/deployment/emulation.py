@@ -31,6 +31,7 @@ another model).
 Nothing here imports torch.
 """
 import fcntl
+import hashlib
 import os
 import os.path as osp
 import platform
@@ -308,14 +309,18 @@ class Arm64Emulation:
         build directory is kept: a rebuild only compiles what changed.
 
         Args:
-            build_dir (str, optional): Defaults to ``<cache>/build-cpp``.
+            build_dir (str, optional): Defaults to
+                ``<cache>/build-cpp/<hash of the source path>``.
             source_dir (str): The CMake project. Defaults to ``demo/cpp``.
             timeout (float): Seconds for configure and build together.
 
         Raises:
             EmulationError: cmake failed (its output is the message).
         """
-        build_dir = build_dir or osp.join(self.cache, 'build-cpp')
+        # One build directory per checkout: CMake ties it to its source.
+        source_key = hashlib.sha1(
+            osp.abspath(source_dir).encode()).hexdigest()[:12]
+        build_dir = build_dir or osp.join(self.cache, 'build-cpp', source_key)
         os.makedirs(build_dir, exist_ok=True)
         cmake = shutil.which('cmake') or 'cmake'
         with open(osp.join(build_dir, '.lock'), 'w') as lock:
