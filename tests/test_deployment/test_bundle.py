@@ -190,3 +190,20 @@ def test_runtime_needs_no_pytorch_nor_openmmlab(tiny_bundles, photos,
         else:
             expected.pop('pred_scores', None)
             assert printed == json.loads(json.dumps(expected))
+
+
+def test_classification_parity_lets_only_tied_scores_swap():
+    expected = dict(
+        task='classification',
+        pred_scores=np.array([0., .5, .3, .3 - 1e-6, .1]),
+        top5=dict(labels=[1, 2, 3, 4, 0], scores=[.5, .3, .3 - 1e-6, .1, 0.]))
+    tied = dict(expected, top5=dict(labels=[1, 3, 2, 4, 0],
+                                    scores=[.5, .3, .3 - 1e-6, .1, 0.]))
+    figures = compare_predictions(expected, tied)
+    assert figures['passed'] and figures['swapped_ties'] == 2
+    # From the command's JSON (no pred_scores), and a real swap.
+    del expected['pred_scores']
+    assert compare_predictions(expected, tied)['passed']
+    swapped = dict(expected, top5=dict(labels=[2, 1, 3, 4, 0],
+                                       scores=[.5, .3, .3 - 1e-6, .1, 0.]))
+    assert not compare_predictions(expected, swapped)['passed']
