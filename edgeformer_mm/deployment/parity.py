@@ -1,5 +1,7 @@
 """How far a backend's outputs are from PyTorch's, per task."""
+import contextlib
 import copy
+import io
 from typing import Dict
 
 import torch
@@ -158,7 +160,8 @@ def reference_prediction(task: str, model, image) -> dict:
     ``inference_detector`` or mmseg's ``inference_model``, in the runtime's
     format (see ``edgeformer_runtime.Predictor``)."""
     if task == 'classification':
-        scores = model(image)[0]['pred_scores']
+        with contextlib.redirect_stdout(io.StringIO()):  # a progress bar
+            scores = model(image)[0]['pred_scores']
         top = torch.from_numpy(scores).topk(min(5, len(scores)))
         return dict(
             task=task,
