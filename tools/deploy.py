@@ -49,10 +49,10 @@ from edgeformer_mm.deployment import (BACKENDS, PREDICTION_TOLERANCES,
                                       ConverterNotFoundError, check_checkpoint,
                                       compare_predictions, convert_to_ncnn,
                                       dataset_meta, describe_comparison,
-                                      dump_sdk_info, export_onnx,
-                                      init_reference_model,
+                                      export_onnx, init_reference_model,
                                       reference_prediction, sdk_info,
-                                      static_input_size, write_bundle)
+                                      static_input_size, write_bundle,
+                                      write_sdk_info)
 from edgeformer_runtime import Predictor, preprocess
 
 
@@ -125,7 +125,8 @@ def main(argv=None):
         fail(f'cannot read the image {args.img}')
     if args.dump_info:
         try:  # refuse before converting what the SDK cannot run
-            sdk_info(deploy_cfg, model_cfg, args.checkpoint, args.device)
+            sdk_files = sdk_info(deploy_cfg, model_cfg, args.checkpoint,
+                                 args.device)
         except ValueError as error:
             fail(f'--dump-info: {error}')
     processor = build_task_processor(model_cfg, deploy_cfg, args.device)
@@ -175,8 +176,7 @@ def main(argv=None):
           ' input)')
 
     if args.dump_info:
-        backend_files += dump_sdk_info(deploy_cfg, model_cfg, args.work_dir,
-                                       args.checkpoint, args.device)
+        backend_files += write_sdk_info(sdk_files, args.work_dir)
     bundle = write_bundle(
         args.work_dir,
         task,

@@ -13,7 +13,7 @@ from .parity import (PREDICTION_TOLERANCES, compare_predictions,
                      describe_comparison, difference, init_reference_model,
                      label_agreement, match_detections, reference_prediction,
                      task_parity)
-from .sdk import SDK_FILES, dump_sdk_info, sdk_info
+from .sdk import SDK_FILES, dump_sdk_info, sdk_info, write_sdk_info
 
 __all__ = [
     'Arm64Emulation', 'EmulationError', 'EmulationUnavailable', 'BACKENDS',
@@ -24,6 +24,6 @@ __all__ = [
     'export_onnx', 'init_reference_model', 'label_agreement',
     'match_detections', 'output_names', 'package_versions',
     'postprocess_params', 'preprocess_steps', 'reference_prediction',
-    'sdk_info', 'static_input_size', 'task_parity',
+    'sdk_info', 'static_input_size', 'task_parity', 'write_sdk_info',
     'with_four_dimensional_attention', 'write_bundle'
 ]

@@ -205,7 +205,7 @@ def write_bundle(work_dir: str,
                  files: Sequence[str],
                  input_size: Optional[Tuple[int, int]],
                  model_cfg: Config,
-                 dataset_meta: dict,
+                 meta: dict,
                  model_name: str,
                  precision: str = 'fp32') -> Bundle:
     """Describe the converted files in ``work_dir`` by ``bundle.json`` and
@@ -220,7 +220,8 @@ def write_bundle(work_dir: str,
         input_size (tuple[int, int], optional): (H, W) of a static network;
             None for a dynamic one.
         model_cfg (Config): The model config.
-        dataset_meta (dict): ``classes`` and ``palette`` of the data set.
+        meta (dict): ``classes`` and ``palette`` of the data set (see
+            :func:`dataset_meta`).
         model_name (str): Usually the config's file name without extension.
         precision (str): 'fp32' or 'fp16' (the stored weights).
     """
@@ -243,7 +244,7 @@ def write_bundle(work_dir: str,
             for path in files
         },
         'preprocess': preprocess_steps(model_cfg),
-        'postprocess': postprocess_params(task, model_cfg, dataset_meta),
+        'postprocess': postprocess_params(task, model_cfg, meta),
         'versions': package_versions(),
     }
     path = osp.join(work_dir, MANIFEST)

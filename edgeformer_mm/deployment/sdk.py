@@ -154,9 +154,15 @@ def dump_sdk_info(deploy_cfg: Union[str, Config],
     the same directory. Nothing is written if the SDK cannot run the model
     as its config does (``ValueError``).
     """
+    return write_sdk_info(
+        sdk_info(deploy_cfg, model_cfg, checkpoint, device, work_dir),
+        work_dir)
+
+
+def write_sdk_info(info: Dict[str, dict], work_dir: str) -> List[str]:
+    """Write the files of :func:`sdk_info` to ``work_dir``; their paths."""
     import mmengine
 
-    info = sdk_info(deploy_cfg, model_cfg, checkpoint, device, work_dir)
     os.makedirs(work_dir, exist_ok=True)
     paths = []
     for name in SDK_FILES:
