@@ -90,7 +90,8 @@ SEG_REQUIRES = ['mmsegmentation>=1.2.2,<1.3.0', 'ftfy', 'regex']
 # ONNX Runtime, the pnnx converter and the ncnn runtime; the benchmark also
 # times ONNX Runtime and ncnn.
 DEPLOY_REQUIRES = [
-    'mmdeploy==1.3.1', 'onnxruntime', 'pnnx', 'ncnn', 'mmdeploy_runtime==1.3.1'
+    'mmdeploy==1.3.1', 'onnxruntime', 'ml_dtypes', 'pnnx', 'ncnn',
+    'mmdeploy_runtime==1.3.1'
 ]
 # The test suite covers detection, segmentation and deployment, imports onnx
 # itself and reads scikit-image's photos.

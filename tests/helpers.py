@@ -11,6 +11,10 @@ import sys
 import cv2
 import torch
 
+# Random weights that behave like trained ones (BN statistics calibrated).
+from edgeformer_mm.analysis.int8 import \
+    calibrated_random_weights as calibrate  # noqa: F401
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -74,36 +78,6 @@ def run_image_demo(image, config, checkpoint, out_file, *options):
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert cv2.imread(str(out_file)).shape == (320, 320, 3)
     return demo.stdout
-
-
-def calibrate(model):
-    """Random weights that behave like trained ones for parity checks: BN
-    statistics averaged over a few batches (not a momentum update of the
-    defaults, which leaves the outputs almost independent of the input)
-    and a spread-out final classifier."""
-    torch.manual_seed(0)
-    norms = [
-        m for m in model.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-    ]
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model.extract_feat(torch.rand(2, 3, 256, 256))
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-        if hasattr(model, 'bbox_head'):
-            for conv in model.bbox_head.cls_convs:
-                conv[-1].weight.mul_(8)
-        elif hasattr(model, 'decode_head'):
-            model.decode_head.conv_seg.weight.mul_(8)
-        else:
-            model.head.fc.weight.mul_(4)
-    return model.eval()
 
 
 def write_photo(name, path):

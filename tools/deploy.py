@@ -20,6 +20,18 @@ tolerances:
     --score-tolerance;
   segmentation: the same class on at least --min-agreement of the pixels.
 
+int8: a deploy config with backend_config.precision='INT8' (the
+*-int8_static-* configs) quantizes the model after calibrating it on a
+folder of images (--calib-images DIR) or on images of the model config's
+data set through its own pipeline (--calib-dataset val --calib-num 200):
+ONNX Runtime's static QDQ quantization, or ncnn's own int8 format written
+by edgeformer_mm.deployment.ncnn_int8. Weights symmetric int8 per output
+channel, activations per tensor; the calibration method and the layers
+kept in fp32 come from the config's calib_config, or --calib-method and
+--fp32-layers. The check against PyTorch is then the int8 one: the same
+top-1 class, --min-agreement of PyTorch's 10 most confident detections
+found (same label, IoU >= 0.5) or of the pixels (default 0.9).
+
 With a static deploy config (fixed input_shape), EdgeFormer is first
 switched to deploy mode for that size (backbone.deploy_input_size): fixed
 GCC kernels with BatchNorm and positional embeddings folded in. With dynamic
@@ -34,9 +46,12 @@ Example:
 import argparse
 import copy
 import inspect
+import os
 import os.path as osp
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
 import cv2
@@ -45,11 +60,20 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
-from edgeformer_mm.deployment import (BACKENDS, PREDICTION_TOLERANCES,
-                                      ConverterNotFoundError, check_checkpoint,
-                                      compare_predictions, convert_to_ncnn,
+from edgeformer_mm.deployment import (BACKENDS, CALIBRATION_METHODS,
+                                      FP32_LAYER_CHOICES,
+                                      INT8_PREDICTION_TOLERANCES,
+                                      PREDICTION_TOLERANCES, CalibrationError,
+                                      ConverterNotFoundError,
+                                      calibration_images, check_checkpoint,
+                                      compare_predictions,
+                                      compare_quantized_predictions,
+                                      convert_to_ncnn, dataset_inputs,
                                       dataset_meta, describe_comparison,
-                                      export_onnx, init_reference_model,
+                                      describe_quantized_comparison,
+                                      export_onnx, image_inputs,
+                                      init_reference_model, preprocess_steps,
+                                      quantize_ncnn_model, quantize_onnx,
                                       reference_prediction, sdk_info,
                                       static_input_size, write_bundle,
                                       write_sdk_info)
@@ -71,12 +95,44 @@ def parse_args(argv=None):
         action='store_true',
         help="also write mmdeploy's SDK files (deploy.json, pipeline.json, "
         'detail.json), so that mmdeploy_runtime loads the bundle')
+    calib = parser.add_argument_group(
+        'int8 (deploy configs with precision INT8)')
+    source = calib.add_mutually_exclusive_group()
+    source.add_argument(
+        '--calib-images',
+        metavar='DIR',
+        help='calibrate on the images in DIR (and its subfolders)')
+    source.add_argument(
+        '--calib-dataset',
+        metavar='SPLIT',
+        choices=('train', 'val', 'test'),
+        help="calibrate on the model config's SPLIT set (train, val or "
+        'test), through its test pipeline')
+    calib.add_argument(
+        '--calib-num',
+        type=int,
+        help='calibrate on at most this many images (default: the deploy '
+        "config's calib_config.num_images)")
+    calib.add_argument(
+        '--calib-method',
+        choices=CALIBRATION_METHODS,
+        help='activation ranges by the largest value (minmax), a percentile '
+        'or the KL divergence (entropy) (default: the deploy config\'s '
+        'calib_config.method)')
+    calib.add_argument(
+        '--fp32-layers',
+        nargs='*',
+        choices=FP32_LAYER_CHOICES,
+        help='keep the first layer (the stem) and/or the last ones (the '
+        "heads' outputs) in fp32 (default: the deploy config's "
+        'calib_config.fp32_layers)')
     parser.add_argument(
         '--score-tolerance',
         type=float,
-        default=PREDICTION_TOLERANCES['score'],
         help='largest accepted class or detection score difference '
-        f'(default: {PREDICTION_TOLERANCES["score"]:g})')
+        f'(default: {PREDICTION_TOLERANCES["score"]:g}; int8: how close '
+        'PyTorch\'s scores of two classes are for int8 to swap them, '
+        f'{INT8_PREDICTION_TOLERANCES["score"]:g})')
     parser.add_argument(
         '--box-tolerance',
         type=float,
@@ -86,9 +142,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--min-agreement',
         type=float,
-        default=PREDICTION_TOLERANCES['agreement'],
         help='smallest accepted share of pixels with the same class '
-        f'(default: {PREDICTION_TOLERANCES["agreement"]:g})')
+        f'(default: {PREDICTION_TOLERANCES["agreement"]:g}; int8: '
+        f'{INT8_PREDICTION_TOLERANCES["agreement"]:g}, also of the most '
+        'confident detections found)')
     parser.add_argument(
         '--latency-runs',
         type=int,
@@ -152,11 +209,24 @@ def main(argv=None):
     export_cfg = model_cfg.copy()
     if size is not None and 'deploy_input_size' in _backbone_args(model_cfg):
         export_cfg.model.backbone.deploy_input_size = size
-    fp16 = deploy_cfg.backend_config.get('precision') == 'FP16'
+    precision = deploy_cfg.backend_config.get('precision', 'FP32').lower()
+    if precision == 'int8':
+        try:
+            calibration = calibration_set(args, deploy_cfg, model_cfg, size)
+        except CalibrationError as error:
+            fail(str(error))
+    elif args.calib_images or args.calib_dataset:
+        fail(f'{args.deploy_cfg} is not an int8 config: --calib-images and '
+             '--calib-dataset need one (configs/mmdeploy/*-int8_*)')
+    # An int8 model is quantized from the fp32 one, converted aside.
+    os.makedirs(args.work_dir, exist_ok=True)
+    convert_dir = (
+        tempfile.mkdtemp(dir=args.work_dir, prefix='.fp32-')
+        if precision == 'int8' else args.work_dir)
     try:
         if backend == 'onnxruntime':
             backend_files = [
-                export_onnx(args.img, args.work_dir, deploy_cfg, export_cfg,
+                export_onnx(args.img, convert_dir, deploy_cfg, export_cfg,
                             args.checkpoint, args.device)
             ]
         else:
@@ -167,13 +237,25 @@ def main(argv=None):
                 deployed,
                 task,
                 size,
-                osp.join(args.work_dir, 'end2end'),
-                fp16=fp16)
+                osp.join(convert_dir, 'end2end'),
+                fp16=precision == 'fp16')
+        if precision == 'int8':
+            backend_files, quantization = quantize(backend, backend_files,
+                                                   args.work_dir, calibration)
     except ConverterNotFoundError as error:
         fail(str(error))
+    finally:
+        if convert_dir != args.work_dir:
+            shutil.rmtree(convert_dir)
     print(f'wrote {", ".join(backend_files)}'
           f' ({"static " + "x".join(map(str, size)) if size else "dynamic"}'
-          ' input)')
+          f' input, {precision})')
+    if precision == 'int8':
+        print(f'int8: {quantization["int8_layers"]} of '
+              f'{quantization["layers"]} layers with '
+              f'{100 * quantization["int8_macs"] / quantization["macs"]:.1f}% '
+              'of the MACs; kept in fp32: '
+              f'{", ".join(quantization["fp32_layers"]) or "none"}')
 
     if args.dump_info:
         backend_files += write_sdk_info(sdk_files, args.work_dir)
@@ -186,7 +268,8 @@ def main(argv=None):
         model_cfg,
         dataset_meta(model_cfg, args.checkpoint),
         model_name=osp.splitext(osp.basename(args.model_cfg))[0],
-        precision='fp16' if fp16 else 'fp32')
+        precision=precision,
+        quantization=quantization if precision == 'int8' else None)
     print(f'wrote the bundle {args.work_dir} ({bundle.task}, {backend}): '
           f'edgeformer-run {args.work_dir} IMAGE')
 
@@ -195,20 +278,33 @@ def main(argv=None):
     predictor = Predictor(bundle, num_threads=args.threads or None)
     reference = init_reference_model(bundle.task, model_cfg, args.checkpoint,
                                      args.device)
-    figures = compare_predictions(
-        reference_prediction(bundle.task, reference, args.img),
-        predictor(args.img),
-        dict(
-            score=args.score_tolerance,
-            box=args.box_tolerance,
-            agreement=args.min_agreement))
-    print(f'{backend} vs PyTorch on {args.img}: '
-          f'{describe_comparison(bundle.task, figures)}')
+    expected = reference_prediction(bundle.task, reference, args.img)
+    given = {
+        key: value
+        for key, value in [(
+            'score', args.score_tolerance), ('agreement', args.min_agreement)]
+        if value is not None
+    }
+    if precision == 'int8':
+        figures = compare_quantized_predictions(expected, predictor(
+            args.img), {
+                **INT8_PREDICTION_TOLERANCES,
+                **given
+            })
+        description = describe_quantized_comparison(bundle.task, figures)
+    else:
+        figures = compare_predictions(expected, predictor(args.img), {
+            **PREDICTION_TOLERANCES, 'box': args.box_tolerance,
+            **given
+        })
+        description = describe_comparison(bundle.task, figures)
+    label = backend if precision == 'fp32' else f'{backend} {precision}'
+    print(f'{label} vs PyTorch on {args.img}: {description}')
     if args.latency_runs:
         network_input = preprocess(args.img, bundle.preprocess).input
         timings = {
             'PyTorch': lambda: torch_model(x, mode='tensor'),
-            backend: lambda: predictor.backend(network_input)
+            label: lambda: predictor.backend(network_input)
         }
         print(f'latency at {"x".join(map(str, x.shape[2:]))}, median of '
               f'{args.latency_runs} runs: ' +
@@ -216,6 +312,62 @@ def main(argv=None):
                         for name, run in timings.items()))
     if not figures['passed']:
         sys.exit(1)
+
+
+def calibration_set(args, deploy_cfg: Config, model_cfg: Config, size) -> dict:
+    """The calibration inputs and settings of an int8 conversion, from the
+    command line or the deploy config's ``calib_config``."""
+    if size is None:
+        raise CalibrationError(
+            f'{args.deploy_cfg}: int8 needs a static input_shape (the '
+            'GCC kernels baked for one size)')
+    settings = deploy_cfg.get('calib_config', {})
+    num = args.calib_num or settings.get('num_images')
+    if args.calib_images:
+        images = calibration_images(args.calib_images, num)
+        inputs = image_inputs(images, preprocess_steps(model_cfg), size)
+        source = f'{len(inputs)} images from {args.calib_images}'
+    elif args.calib_dataset:
+        inputs = dataset_inputs(model_cfg, args.calib_dataset, num or 200,
+                                size)
+        source = (f'{len(inputs)} images of the model config\'s '
+                  f'{args.calib_dataset} set')
+    else:
+        raise CalibrationError(
+            f'{args.deploy_cfg} is an int8 config: give the calibration '
+            'images, --calib-images DIR or --calib-dataset SPLIT')
+    method = args.calib_method or settings.get('method', 'percentile')
+    fp32_layers = (
+        args.fp32_layers if args.fp32_layers is not None else settings.get(
+            'fp32_layers', []))
+    print(f'calibrating on {source} ({method})')
+    return dict(
+        inputs=inputs,
+        source=source,
+        method=method,
+        fp32_layers=list(fp32_layers))
+
+
+def quantize(backend: str, fp32_files: list, work_dir: str, calibration: dict):
+    """Quantize the fp32 backend files into ``work_dir``'s end2end files;
+    their paths and the quantization's description for the bundle."""
+    if backend == 'onnxruntime':
+        files = [osp.join(work_dir, osp.basename(fp32_files[0]))]
+        report = quantize_onnx(fp32_files[0], files[0], calibration['inputs'],
+                               calibration['method'],
+                               calibration['fp32_layers'])
+    else:
+        files, report = quantize_ncnn_model(
+            *fp32_files,
+            osp.join(work_dir, 'end2end'),
+            calibration['inputs'],
+            calibration['method'],
+            fp32_layers=calibration['fp32_layers'])
+    return files, dict(
+        report,
+        method=calibration['method'],
+        calibration=calibration['source'],
+        fp32_layer_choice=calibration['fp32_layers'])
 
 
 def median_ms(run, runs: int) -> float:

@@ -4,8 +4,9 @@ Models with random weights, batch 1: parameters, MACs
 (:func:`edgeformer_mm.utils.count_macs` for every model: convolutions,
 linear layers and matrix products), peak memory of one eager inference, and
 latency in eager PyTorch (models with a deploy mode also baked for the input
-size), ONNX Runtime and ncnn (fp32; ONNX Runtime and ncnn get the baked
-models), at each thread count. All cases run interleaved in rounds inside
+size), ONNX Runtime and ncnn (fp32, and int8: ``*-int8``, see
+:func:`convert_classifier`; ONNX Runtime and ncnn get the baked models), at
+each thread count. All cases run interleaved in rounds inside
 one process, so that drift hits them alike; a latency is the median over
 rounds of each round's median, the spread is (max - min) / median of the
 round medians.
@@ -25,7 +26,9 @@ import torch
 from mmpretrain import get_model
 from torch import Tensor, nn
 
-from edgeformer_mm.deployment import ExportGraph, NcnnRunner, convert_to_ncnn
+from edgeformer_mm.deployment import (ExportGraph, NcnnRunner, convert_to_ncnn,
+                                      image_inputs, quantize_ncnn_model,
+                                      quantize_onnx)
 from edgeformer_mm.utils import count_macs, count_parameters
 
 # Name in the tables -> mmpretrain model name.
@@ -55,7 +58,8 @@ PARC_PAIRS = {
     'ParC-ResNet-50': 'ResNet-50',
     'ParC-ConvNeXt-XT': 'ConvNeXt-XT',
 }
-BENCHMARK_BACKENDS = ('pytorch', 'pytorch-deploy', 'onnxruntime', 'ncnn')
+BENCHMARK_BACKENDS = ('pytorch', 'pytorch-deploy', 'onnxruntime', 'ncnn',
+                      'onnxruntime-int8', 'ncnn-int8')
 # The resolution sweep times these, at 1 thread.
 SWEEP_BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -165,38 +169,120 @@ def backend_runners(name: str, model: nn.Module, backend: str, size: Size,
                 net(x)
 
         return [run] * len(threads_list)
-    prefix = osp.join(tmp_dir, f'{name}_{size_name(size)}')
-    if backend == 'onnxruntime':
-        import onnxruntime
-        path = prefix + '.onnx'
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            torch.onnx.export(
-                ExportGraph(deployed(model, size), 'Classification').eval(),
-                x,
-                path,
-                input_names=['input'],
-                output_names=['output'],
-                opset_version=17,  # MobileViT's attention needs >= 14
-                dynamo=False)
-        runners = []
-        for threads in threads_list:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            session = onnxruntime.InferenceSession(
-                path, options, providers=['CPUExecutionProvider'])
-            feed = {'input': x.numpy()}
-            runners.append(lambda session=session: session.run(None, feed))
-        return runners
-    # convert_to_ncnn also puts the peers' attention in the 4-D form ncnn
-    # needs.
-    files = convert_to_ncnn(
-        deployed(model, size), 'Classification', size, prefix)
+    files, _ = convert_classifier(name, model, backend, size, tmp_dir)
     runners = [
-        NcnnRunner(model, 'Classification', *files, num_threads=threads)
+        classifier_runner(model, backend, files, threads)
         for threads in threads_list
     ]
-    return [lambda runner=runner: runner(x) for runner in runners]
+    feed = x.numpy()
+    return [lambda runner=runner: runner(feed) for runner in runners]
+
+
+def convert_classifier(name: str,
+                       model: nn.Module,
+                       backend: str,
+                       size: Size,
+                       tmp_dir: str,
+                       method: str = 'percentile',
+                       fp32_layers: Sequence[str] = (),
+                       normalization: str = 'unit'):
+    """The files of ``model`` (baked for ``size`` if it has a deploy mode)
+    for ``backend``: 'onnxruntime' or 'ncnn', fp32; with '-int8', quantized
+    after calibrating by ``method`` on :func:`calibration_inputs` (of
+    ``normalization``).
+
+    Returns:
+        tuple[list[str], dict]: The files, and the quantization's figures
+        (empty for fp32).
+    """
+    prefix = osp.join(tmp_dir, f'{name}_{size_name(size)}')
+    if backend.startswith('onnxruntime'):
+        path = prefix + '.onnx'
+        if not osp.exists(path):  # fp32 and int8 share it
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                torch.onnx.export(
+                    ExportGraph(deployed(model, size),
+                                'Classification').eval(),
+                    torch.zeros(1, 3, *size),
+                    path,
+                    input_names=['input'],
+                    output_names=['output'],
+                    opset_version=17,  # MobileViT's attention needs >= 14
+                    dynamo=False)
+        files = [path]
+    else:
+        # convert_to_ncnn also puts the peers' attention in the 4-D form
+        # ncnn needs.
+        files = [prefix + '.param', prefix + '.bin']
+        if not osp.exists(files[0]):
+            files = convert_to_ncnn(
+                deployed(model, size), 'Classification', size, prefix)
+    if not backend.endswith('-int8'):
+        return files, {}
+    inputs = calibration_inputs(size, normalization)
+    prefix += f'.{normalization}'
+    if backend == 'onnxruntime-int8':
+        int8_files = [prefix + '.int8.onnx']
+        report = quantize_onnx(files[0], int8_files[0], inputs, method,
+                               fp32_layers)
+    else:
+        int8_files, report = quantize_ncnn_model(*files, prefix + '.int8',
+                                                 inputs, method, fp32_layers)
+    return int8_files, report
+
+
+def classifier_runner(model: nn.Module, backend: str, files: Sequence[str],
+                      threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from an input (1, 3, H, W) to the class scores (1, C)
+    of the converted classifier ``files`` on ``backend``."""
+    if backend.startswith('onnxruntime'):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(
+            files[0], options, providers=['CPUExecutionProvider'])
+        return lambda x: session.run(None, {'input': x})[0]
+    runner = NcnnRunner(model, 'Classification', *files, num_threads=threads)
+    return lambda x: runner(torch.from_numpy(x))['output'].numpy()
+
+
+# The input normalizations of the comparisons: [0, 1] (EdgeFormer's and
+# MobileViT's preprocessing), and ImageNet's mean and std (EdgeNeXt's).
+NORMALIZATIONS = {
+    'unit': dict(mean=[0.] * 3, std=[255.] * 3),
+    'imagenet':
+    dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
+}
+
+
+def classifier_steps(size: Size, normalization: str = 'unit') -> List[dict]:
+    """EdgeFormer's test preprocessing (short edge to 9/8 of the crop, the
+    centre crop, RGB) for the crop ``size``, normalized by one of
+    :data:`NORMALIZATIONS`: the same input for every model of the
+    comparisons."""
+    return [
+        dict(type='load', channel_order='bgr'),
+        dict(
+            type='resize_edge',
+            edge='short',
+            scale=round(max(size) * 9 / 8),
+            interpolation='bilinear',
+            backend='cv2'),
+        dict(type='center_crop', size=list(size)),
+        dict(type='normalize', to_rgb=True, **NORMALIZATIONS[normalization]),
+    ]
+
+
+def calibration_inputs(size: Size,
+                       normalization: str = 'unit') -> List[np.ndarray]:
+    """The int8 calibration set of the comparisons: scikit-image's
+    calibration photos by :func:`classifier_steps`."""
+    from .photos import CALIBRATION_PHOTOS, copy_photos
+    with tempfile.TemporaryDirectory() as tmp:
+        return image_inputs(
+            copy_photos(CALIBRATION_PHOTOS, tmp),
+            classifier_steps(size, normalization), size)
 
 
 def peak_memory_mb(model: nn.Module, size: Size) -> float:

@@ -68,7 +68,9 @@ def markdown_report(results: dict, backends: Sequence[str]) -> str:
         'Peak memory: the most memory PyTorch held for activations and '
         'temporaries during one eager inference at '
         f'{size_name(sizes[0])}. ncnn in fp32; EdgeFormer and the ParC '
-        'ConvNets baked (deploy mode) for ONNX Runtime and ncnn.', ''
+        'ConvNets baked (deploy mode) for ONNX Runtime and ncnn. *-int8: '
+        'post-training int8 (percentile calibration on scikit-image photos; '
+        'weights per channel, activations per tensor).', ''
     ]
     columns = [(b, t) for b in backends for t in settings['threads']]
     for size in map(size_name, sizes):
@@ -125,6 +127,21 @@ def edgeformer_ratios(results: dict, size: str, columns: list) -> List[str]:
     if eager and baked:
         lines.append(f'- deploy mode / eager EdgeFormer-S, 1 thread: '
                      f'{baked / eager:.2f}')
+    # int8 against fp32: EdgeFormer-S's own, and the references'.
+    for backend, threads in columns:
+        if not backend.endswith('-int8'):
+            continue
+        fp32 = backend[:-len('-int8')]
+        subject = latency(results, SUBJECT, backend, size, threads)
+        ratios = [
+            f'{name} fp32 {subject / other:.2f}'
+            for name in (SUBJECT, ) + REFERENCES
+            for other in [latency(results, name, fp32, size, threads)]
+            if subject and other
+        ]
+        if ratios:
+            lines.append(f'- EdgeFormer-S {backend} / fp32 {fp32}, {threads} '
+                         'thread(s): ' + ', '.join(ratios))
     return lines + ['']
 
 

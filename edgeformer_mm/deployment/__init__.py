@@ -1,6 +1,7 @@
-"""Deployment: ONNX Runtime through mmdeploy, ncnn through pnnx, the bundles
-that carry them to a device (run by ``edgeformer_runtime``), and the
-comparisons with PyTorch that check them (see tools/deploy.py)."""
+"""Deployment: ONNX Runtime through mmdeploy, ncnn through pnnx, int8
+post-training quantization for both, the bundles that carry them to a
+device (run by ``edgeformer_runtime``), and the comparisons with PyTorch
+that check them (see tools/deploy.py)."""
 from .attention import with_four_dimensional_attention
 from .bundle import (dataset_meta, package_versions, postprocess_params,
                      preprocess_steps, write_bundle)
@@ -9,14 +10,25 @@ from .convert import (BACKENDS, OnnxRuntimeBackend, check_checkpoint,
 from .emulation import Arm64Emulation, EmulationError, EmulationUnavailable
 from .ncnn import (ConverterNotFoundError, ExportGraph, NcnnRunner,
                    convert_to_ncnn, output_names)
-from .parity import (PREDICTION_TOLERANCES, compare_predictions,
-                     describe_comparison, difference, init_reference_model,
-                     label_agreement, match_detections, reference_prediction,
+from .parity import (INT8_PREDICTION_TOLERANCES, PREDICTION_TOLERANCES,
+                     compare_predictions, compare_quantized_predictions,
+                     describe_comparison, describe_quantized_comparison,
+                     difference, init_reference_model, label_agreement,
+                     match_detections, paired_detections, reference_prediction,
                      task_parity)
+from .quantization import (CALIBRATION_METHODS, FP32_LAYER_CHOICES,
+                           CalibrationError, calibration_images,
+                           dataset_inputs, image_inputs, onnx_int8_share,
+                           quantize_ncnn_model, quantize_onnx)
 from .sdk import SDK_FILES, dump_sdk_info, sdk_info, write_sdk_info
 
 __all__ = [
     'Arm64Emulation', 'EmulationError', 'EmulationUnavailable', 'BACKENDS',
+    'CALIBRATION_METHODS', 'CalibrationError', 'FP32_LAYER_CHOICES',
+    'INT8_PREDICTION_TOLERANCES', 'calibration_images',
+    'compare_quantized_predictions', 'dataset_inputs',
+    'describe_quantized_comparison', 'image_inputs', 'onnx_int8_share',
+    'paired_detections', 'quantize_ncnn_model', 'quantize_onnx',
     'ConverterNotFoundError', 'ExportGraph', 'NcnnRunner',
     'OnnxRuntimeBackend', 'PREDICTION_TOLERANCES', 'SDK_FILES',
     'check_checkpoint', 'compare_predictions', 'convert_to_ncnn',

@@ -207,7 +207,8 @@ def write_bundle(work_dir: str,
                  model_cfg: Config,
                  meta: dict,
                  model_name: str,
-                 precision: str = 'fp32') -> Bundle:
+                 precision: str = 'fp32',
+                 quantization: Optional[dict] = None) -> Bundle:
     """Describe the converted files in ``work_dir`` by ``bundle.json`` and
     return the bundle, loaded and verified as a device would.
 
@@ -223,7 +224,10 @@ def write_bundle(work_dir: str,
         meta (dict): ``classes`` and ``palette`` of the data set (see
             :func:`dataset_meta`).
         model_name (str): Usually the config's file name without extension.
-        precision (str): 'fp32' or 'fp16' (the stored weights).
+        precision (str): 'fp32', 'fp16' (the stored weights) or 'int8'.
+        quantization (dict, optional): How an int8 model was quantized
+            (calibration set and method, layers kept in fp32, the share of
+            the MACs in int8), recorded as it is.
     """
     task = TASK_NAMES[task]
     height, width = input_size or (None, None)
@@ -247,6 +251,8 @@ def write_bundle(work_dir: str,
         'postprocess': postprocess_params(task, model_cfg, meta),
         'versions': package_versions(),
     }
+    if quantization is not None:
+        manifest['quantization'] = quantization
     path = osp.join(work_dir, MANIFEST)
     with open(path + '.partial', 'w', encoding='utf-8') as f:
         json.dump(manifest, f, indent=2)

@@ -275,3 +275,116 @@ def describe_comparison(task: str, figures: dict) -> str:
                 f'difference {figures["box"]:.3g} px, score difference '
                 f'{figures["score"]:.3g}')
     return f'same class on {100 * figures["agreement"]:.3f}% of the pixels'
+
+
+# The agreement required between an int8 bundle and the fp32 PyTorch model:
+# the same top-1 class, unless PyTorch scores the bundle's within ``score``
+# of its own (a near-tie that int8's error may swap); for detection, the
+# share of PyTorch's ``top_detections`` most confident detections that the
+# bundle finds too (same label, IoU >= ``iou``); for segmentation, the share
+# of pixels.
+INT8_PREDICTION_TOLERANCES = dict(
+    score=0.05, agreement=0.9, iou=0.5, top_detections=10)
+
+
+def paired_detections(expected: list,
+                      actual: list,
+                      top: int = INT8_PREDICTION_TOLERANCES['top_detections'],
+                      iou: float = INT8_PREDICTION_TOLERANCES['iou']) -> dict:
+    """How many of the ``top`` most confident ``expected`` detections are
+    found in ``actual`` (the runtime's format): one each, of the same label,
+    overlapping by IoU >= ``iou``, taken greedily by descending score.
+
+    Returns:
+        dict: ``paired`` and ``considered`` counts, ``share`` (1 when there
+        is nothing to find).
+    """
+    from mmdet.structures.bbox import bbox_overlaps
+    expected = sorted(expected, key=lambda d: -d['score'])[:top]
+    if not expected:
+        return dict(paired=0, considered=0, share=1.)
+    if not actual:
+        return dict(paired=0, considered=len(expected), share=0.)
+    overlaps = bbox_overlaps(
+        _instances(expected).bboxes,
+        _instances(actual).bboxes)
+    labels = torch.tensor([d['label'] for d in actual])
+    unpaired = torch.ones(len(actual), dtype=torch.bool)
+    paired = 0
+    for i, detection in enumerate(expected):
+        candidates = (
+            unpaired & (labels == detection['label'])
+            & (overlaps[i] >= iou))
+        if candidates.any():
+            best = torch.where(candidates, overlaps[i], -1.).argmax()
+            unpaired[best] = False
+            paired += 1
+    return dict(
+        paired=paired, considered=len(expected), share=paired / len(expected))
+
+
+def compare_quantized_predictions(
+        expected: dict,
+        actual: dict,
+        tolerances: dict = INT8_PREDICTION_TOLERANCES) -> dict:
+    """Measure how far an int8 bundle's prediction is from the fp32
+    PyTorch model's (both in the runtime's format) and whether it is within
+    ``tolerances`` (see :data:`INT8_PREDICTION_TOLERANCES`).
+
+    Returns:
+        dict: ``passed`` and the figures: classification ``same_top1``,
+        ``near_tie`` (PyTorch's score of the bundle's top-1 class is within
+        the ``score`` tolerance of its top-1's), ``top5_overlap`` (classes
+        both top-5 lists hold) and ``score`` (the top-1 class's score
+        difference); detection
+        :func:`paired_detections`; segmentation ``agreement``.
+    """
+    task = expected['task']
+    if task == 'classification':
+        same_top1 = expected['pred_label'] == actual['pred_label']
+        if 'pred_scores' in expected:
+            scores = dict(enumerate(expected['pred_scores']))
+        else:  # the command's JSON: the top-5 scores only
+            scores = dict(
+                zip(expected['top5']['labels'], expected['top5']['scores']))
+        near_tie = (not same_top1 and actual['pred_label'] in scores
+                    and expected['pred_score'] - scores[actual['pred_label']]
+                    <= tolerances['score'])
+        return dict(
+            same_top1=same_top1,
+            near_tie=near_tie,
+            top5_overlap=len(
+                set(expected['top5']['labels'])
+                & set(actual['top5']['labels'])),
+            score=abs(expected['pred_score'] - actual['pred_score']),
+            passed=same_top1 or near_tie)
+    if task == 'detection':
+        figures = paired_detections(expected['detections'],
+                                    actual['detections'],
+                                    tolerances['top_detections'],
+                                    tolerances['iou'])
+        return dict(
+            figures,
+            iou=tolerances['iou'],
+            passed=figures['share'] >= tolerances['agreement'])
+    return compare_predictions(expected, actual, tolerances)
+
+
+def describe_quantized_comparison(task: str, figures: dict) -> str:
+    """One line with the figures of :func:`compare_quantized_predictions`.
+    """
+    if task == 'classification':
+        if figures['same_top1']:
+            top1 = 'the same'
+        elif figures['near_tie']:
+            top1 = 'swapped with a near-tie'
+        else:
+            top1 = 'DIFFERENT'
+        return (f'top-1 {top1}, {figures["top5_overlap"]} of the top-5 '
+                'classes shared, '
+                f'top-1 score difference {figures["score"]:.3g}')
+    if task == 'detection':
+        return (f'{figures["paired"]} of the {figures["considered"]} most '
+                'confident detections found (same label, IoU >= '
+                f'{figures["iou"]:g})')
+    return describe_comparison(task, figures)

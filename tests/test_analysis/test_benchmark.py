@@ -1,6 +1,7 @@
 """tools/analysis/benchmark.py on a tiny setting: it runs every backend and
-writes its table, results and plots (the figures themselves are not
-checked: timings belong to the benchmark, not to tests)."""
+writes its table, results and plots, int8 rows included (the figures
+themselves are not checked: timings belong to the benchmark, not to
+tests)."""
 import json
 
 import cv2
@@ -25,7 +26,8 @@ def test_benchmark_runs_on_a_tiny_setting(tmp_path):
     expected = {
         f'{model}|{backend}|64x64|1'
         for model in ('EdgeFormer-XS', 'MobileViT-XS')
-        for backend in ('pytorch', 'onnxruntime', 'ncnn')
+        for backend in ('pytorch', 'onnxruntime', 'ncnn', 'onnxruntime-int8',
+                        'ncnn-int8')
     } | {'EdgeFormer-XS|pytorch-deploy|64x64|1'} | {
         f'{model}|{backend}|128x128|1'
         for model in ('EdgeFormer-XS', 'MobileViT-XS')
@@ -50,7 +52,9 @@ def test_benchmark_compares_parc_models_with_their_plain_counterparts(
     result = run_script('tools/analysis/benchmark.py', '--work-dir',
                         tmp_path, '--models', 'MobileNetV2',
                         'ParC-MobileNetV2', '--sizes', '64', '--sweep',
-                        '--threads', '1', '--rounds', '2', '--runs', '1')
+                        '--threads', '1', '--rounds', '2', '--runs', '1',
+                        '--backends', 'pytorch', 'pytorch-deploy',
+                        'onnxruntime', 'ncnn')
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / 'results.json').read_text())
     assert not results['failures']

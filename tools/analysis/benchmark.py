@@ -5,11 +5,12 @@ Classification models with random weights, batch 1, on this machine's CPU:
 parameters, MACs (edgeformer_mm.utils.count_macs for every model: convs,
 linear layers and matrix products, halved FLOPs), peak memory of one eager
 inference, and latency in eager PyTorch (EdgeFormer and the ParC ConvNets
-also in deploy mode), ONNX Runtime and ncnn (fp32; EdgeFormer and the ParC
-ConvNets baked for the input size), at each thread count. All cases run
-interleaved in rounds inside this one process, so that drift hits them
-alike; a latency is the median over rounds of each round's median, the
-spread is (max - min) / median of the round medians.
+also in deploy mode), ONNX Runtime and ncnn (fp32, and int8 after
+post-training quantization calibrated on scikit-image photos; EdgeFormer
+and the ParC ConvNets baked for the input size), at each thread count. All
+cases run interleaved in rounds inside this one process, so that drift
+hits them alike; a latency is the median over rounds of each round's
+median, the spread is (max - min) / median of the round medians.
 
 A resolution sweep times every model at several input sizes (eager PyTorch
 and ONNX Runtime, 1 thread). Writes benchmark.md, results.json and the
