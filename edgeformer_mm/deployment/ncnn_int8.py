@@ -503,7 +503,7 @@ def collect_thresholds(param_file: str,
                        bin_file: str,
                        calibration_inputs: Sequence[np.ndarray],
                        blob_names: Sequence[str],
-                       method: str = 'entropy',
+                       method: str = 'percentile',
                        percentile: float = 99.99) -> Dict[str, float]:
     """Run the fp32 model on each calibration input and give the threshold
     (the absolute value mapped to 127) of each of ``blob_names``.
@@ -637,7 +637,7 @@ def quantize_ncnn(param_file: str,
                   bin_file: str,
                   out_prefix: str,
                   calibration_inputs: Sequence[np.ndarray],
-                  method: str = 'entropy',
+                  method: str = 'percentile',
                   exclude: Iterable[str] = (),
                   percentile: float = 99.99,
                   requantize: bool = True,
@@ -658,7 +658,8 @@ def quantize_ncnn(param_file: str,
         calibration_inputs (Sequence[np.ndarray]): Preprocessed images,
             each (1, 3, H, W) fp32, for the input blob ``input``.
         method (str): The calibration method: 'minmax', 'percentile' or
-            'entropy' (ncnn2table's default, KL divergence).
+            'entropy' (ncnn2table's default, KL divergence; it clipped too much
+            on the tiny sets, see docs/deployment.md#int8).
         exclude (Iterable[str]): Names of layers kept in fp32 (see
             :func:`quantizable_layers` for the candidates, e.g. the first
             and the last).
