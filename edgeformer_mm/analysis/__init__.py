@@ -1,6 +1,7 @@
 """Analysis: the speed benchmark of EdgeFormer next to MobileViT and
 EdgeNeXt, and of the ParC ConvNets next to their plain counterparts (see
-tools/analysis/benchmark.py)."""
+tools/analysis/benchmark.py); int8 against fp32 (:mod:`.int8`, see
+tools/analysis/int8_accuracy.py)."""
 from .benchmark import (BENCHMARK_BACKENDS, BENCHMARK_MODELS,
                         EDGEFORMER_COMPARISON, PARC_PAIRS, run_benchmark)
 from .report import markdown_report, write_report
