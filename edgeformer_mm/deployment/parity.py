@@ -201,6 +201,15 @@ def _instances(detections: list):
                             dtype=torch.long))
 
 
+def _class_scores(prediction: dict) -> dict:
+    """A classification prediction's scores by label: all of them, or the
+    top-5 only (the command's JSON)."""
+    if 'pred_scores' in prediction:
+        return dict(enumerate(prediction['pred_scores']))
+    return dict(
+        zip(prediction['top5']['labels'], prediction['top5']['scores']))
+
+
 # The agreement required between a bundle and PyTorch from an image file.
 PREDICTION_TOLERANCES = dict(score=1e-4, box=0.01, agreement=0.999)
 
@@ -221,11 +230,7 @@ def compare_predictions(expected: dict,
     if task == 'classification':
         # Classes whose scores tie within the tolerance (e.g. the ~1e-20 of
         # a saturated softmax) may come in either order.
-        if 'pred_scores' in expected:
-            scores = dict(enumerate(expected['pred_scores']))
-        else:  # the command's JSON: the top-5 scores only
-            scores = dict(
-                zip(expected['top5']['labels'], expected['top5']['scores']))
+        scores = _class_scores(expected)
         swapped = [(e, a) for e, a in zip(expected['top5']['labels'],
                                           actual['top5']['labels']) if e != a]
         ties = all(
@@ -342,11 +347,7 @@ def compare_quantized_predictions(
     task = expected['task']
     if task == 'classification':
         same_top1 = expected['pred_label'] == actual['pred_label']
-        if 'pred_scores' in expected:
-            scores = dict(enumerate(expected['pred_scores']))
-        else:  # the command's JSON: the top-5 scores only
-            scores = dict(
-                zip(expected['top5']['labels'], expected['top5']['scores']))
+        scores = _class_scores(expected)
         near_tie = (not same_top1 and actual['pred_label'] in scores
                     and expected['pred_score'] - scores[actual['pred_label']]
                     <= tolerances['score'])

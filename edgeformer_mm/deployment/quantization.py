@@ -203,11 +203,7 @@ def quantize_onnx(model_file: str,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f'unknown calibration method {method!r}; one of '
-                         f'{", ".join(CALIBRATION_METHODS)}')
-    if len(inputs) == 0:
-        raise CalibrationError('the calibration set is empty')
+    _check_calibration(method, inputs)
 
     class Reader(CalibrationDataReader):
         """One input: ONNX Runtime's min-max pass only has to run, the
@@ -316,6 +312,16 @@ def activation_ranges(model_file: str, inputs: Sequence[np.ndarray],
     return ranges
 
 
+def _check_calibration(method: str, inputs: Sequence[np.ndarray]):
+    """Refuse an unknown calibration method and an empty calibration set
+    before any conversion work."""
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f'unknown calibration method {method!r}; one of '
+                         f'{", ".join(CALIBRATION_METHODS)}')
+    if len(inputs) == 0:
+        raise CalibrationError('the calibration set is empty')
+
+
 def _with_opset(model, opset: int):
     """``model`` converted to ``opset`` if it is older."""
     import onnx
@@ -403,11 +409,7 @@ def quantize_ncnn_model(param_file: str,
     """
     from . import ncnn_int8
 
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f'unknown calibration method {method!r}; one of '
-                         f'{", ".join(CALIBRATION_METHODS)}')
-    if len(inputs) == 0:
-        raise CalibrationError('the calibration set is empty')
+    _check_calibration(method, inputs)
     param = ncnn_int8.NcnnParam.read(param_file)
     ends = end_layers(
         [(layer.name, ncnn_int8.can_quantize(layer), layer.bottoms, layer.tops)
