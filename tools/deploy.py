@@ -5,8 +5,10 @@ ONNX Runtime: exports MODEL_CFG + CHECKPOINT to ONNX through mmdeploy's
 Python API, with PyTorch's TorchScript exporter (which mmdeploy 1.3.1 needs
 on torch >= 2.9). ncnn: converts with the PyPI pnnx converter; detection
 graphs end in ncnn's DetectionOutput layer (see
-edgeformer_mm/deployment/ncnn.py). --work-dir becomes a bundle: the backend
-files (end2end.onnx, or end2end.param + end2end.bin) and bundle.json, the
+edgeformer_mm/deployment/ncnn.py). MNN: converts that ONNX graph with MNN's
+own converter. --work-dir becomes a bundle: the backend files
+(end2end.onnx, end2end.param + end2end.bin, or end2end.mnn) and
+bundle.json, the
 preprocessing, postprocessing and checksums a device needs to run them with
 edgeformer_runtime (`edgeformer-run BUNDLE IMAGE`), without PyTorch.
 
@@ -60,23 +62,17 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import edgeformer_mm  # noqa: F401  (registers the modules)
-from edgeformer_mm.deployment import (BACKENDS, CALIBRATION_METHODS,
-                                      FP32_LAYER_CHOICES,
-                                      INT8_PREDICTION_TOLERANCES,
-                                      PREDICTION_TOLERANCES, CalibrationError,
-                                      ConverterNotFoundError,
-                                      calibration_images, check_checkpoint,
-                                      compare_predictions,
-                                      compare_quantized_predictions,
-                                      convert_to_ncnn, dataset_inputs,
-                                      dataset_meta, describe_comparison,
-                                      describe_quantized_comparison,
-                                      export_onnx, image_inputs,
-                                      init_reference_model, preprocess_steps,
-                                      quantize_ncnn_model, quantize_onnx,
-                                      reference_prediction, sdk_info,
-                                      static_input_size, write_bundle,
-                                      write_sdk_info)
+from edgeformer_mm.deployment import (
+    BACKENDS, CALIBRATION_METHODS, FP32_LAYER_CHOICES,
+    INT8_PREDICTION_TOLERANCES, ONNX_BASED_BACKENDS, PREDICTION_TOLERANCES,
+    CalibrationError, ConverterNotFoundError, MnnConversionError,
+    calibration_images, check_checkpoint, compare_predictions,
+    compare_quantized_predictions, convert_onnx_to_mnn, convert_to_ncnn,
+    dataset_inputs, dataset_meta, describe_comparison,
+    describe_quantized_comparison, export_onnx, image_inputs,
+    init_reference_model, onnx_export_config, preprocess_steps,
+    quantize_ncnn_model, quantize_onnx, reference_prediction, sdk_info,
+    static_input_size, write_bundle, write_sdk_info)
 from edgeformer_runtime import Predictor, preprocess
 
 
@@ -180,13 +176,17 @@ def main(argv=None):
              'dynamic height or width); see configs/mmdeploy/*_ncnn_static-*')
     if cv2.imread(args.img) is None:
         fail(f'cannot read the image {args.img}')
+    if args.dump_info and backend == 'mnn':
+        fail("--dump-info: mmdeploy's SDK has no MNN backend")
+    # MNN converts the graph mmdeploy exports for ONNX Runtime.
+    export_deploy_cfg = onnx_export_config(deploy_cfg)
     if args.dump_info:
         try:  # refuse before converting what the SDK cannot run
             sdk_files = sdk_info(deploy_cfg, model_cfg, args.checkpoint,
                                  args.device)
         except ValueError as error:
             fail(f'--dump-info: {error}')
-    processor = build_task_processor(model_cfg, deploy_cfg, args.device)
+    processor = build_task_processor(model_cfg, export_deploy_cfg, args.device)
     # The reference is the model as trained, not switched to deploy mode.
     # mmdeploy loads checkpoints non-strictly: check this one first.
     torch_model = processor.build_pytorch_model(args.checkpoint)
@@ -194,7 +194,8 @@ def main(argv=None):
         check_checkpoint(torch_model, args.checkpoint)
     except ValueError as error:
         fail(str(error))
-    inputs, _ = processor.create_input(args.img, get_input_shape(deploy_cfg))
+    inputs, _ = processor.create_input(args.img,
+                                       get_input_shape(export_deploy_cfg))
     x = torch_model.data_preprocessor(copy.deepcopy(inputs), False)['inputs']
     if size is not None and tuple(x.shape[2:]) != size:
         # A model baked for one size gives wrong results at another.
@@ -224,11 +225,13 @@ def main(argv=None):
         tempfile.mkdtemp(dir=args.work_dir, prefix='.fp32-')
         if precision == 'int8' else args.work_dir)
     try:
-        if backend == 'onnxruntime':
+        if backend in ('onnxruntime', ) + ONNX_BASED_BACKENDS:
             backend_files = [
-                export_onnx(args.img, convert_dir, deploy_cfg, export_cfg,
-                            args.checkpoint, args.device)
+                export_onnx(args.img, convert_dir, export_deploy_cfg,
+                            export_cfg, args.checkpoint, args.device)
             ]
+            if backend == 'mnn':
+                backend_files = [to_mnn(backend_files[0])]
         else:
             deployed = copy.deepcopy(torch_model)
             if hasattr(deployed.backbone, 'switch_to_deploy'):
@@ -242,7 +245,7 @@ def main(argv=None):
         if precision == 'int8':
             backend_files, quantization = quantize(backend, backend_files,
                                                    args.work_dir, calibration)
-    except ConverterNotFoundError as error:
+    except (ConverterNotFoundError, MnnConversionError) as error:
         fail(str(error))
     finally:
         if convert_dir != args.work_dir:
@@ -312,6 +315,16 @@ def main(argv=None):
                         for name, run in timings.items()))
     if not figures['passed']:
         sys.exit(1)
+
+
+def to_mnn(onnx_file: str) -> str:
+    """Convert the exported ONNX file to ``end2end.mnn`` beside it, which
+    replaces it."""
+    try:
+        return convert_onnx_to_mnn(
+            onnx_file, osp.join(osp.dirname(onnx_file), 'end2end.mnn'))
+    finally:
+        os.remove(onnx_file)
 
 
 def calibration_set(args, deploy_cfg: Config, model_cfg: Config, size) -> dict:

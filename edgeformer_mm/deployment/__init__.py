@@ -1,13 +1,15 @@
-"""Deployment: ONNX Runtime through mmdeploy, ncnn through pnnx, int8
-post-training quantization for both, the bundles that carry them to a
-device (run by ``edgeformer_runtime``), and the comparisons with PyTorch
-that check them (see tools/deploy.py)."""
+"""Deployment: ONNX Runtime through mmdeploy, ncnn through pnnx, MNN from
+the ONNX graph, int8 post-training quantization, the bundles that carry
+them to a device (run by ``edgeformer_runtime``), and the comparisons with
+PyTorch that check them (see tools/deploy.py)."""
 from .attention import with_four_dimensional_attention
 from .bundle import (dataset_meta, package_versions, postprocess_params,
                      preprocess_steps, write_bundle)
-from .convert import (BACKENDS, OnnxRuntimeBackend, check_checkpoint,
-                      export_onnx, static_input_size)
+from .convert import (BACKENDS, ONNX_BASED_BACKENDS, OnnxRuntimeBackend,
+                      check_checkpoint, export_onnx, onnx_export_config,
+                      static_input_size)
 from .emulation import Arm64Emulation, EmulationError, EmulationUnavailable
+from .mnn import MnnConversionError, MnnRunner, convert_onnx_to_mnn
 from .ncnn import (ConverterNotFoundError, ExportGraph, NcnnRunner,
                    convert_to_ncnn, output_names)
 from .parity import (INT8_PREDICTION_TOLERANCES, PREDICTION_TOLERANCES,
@@ -24,6 +26,8 @@ from .sdk import SDK_FILES, dump_sdk_info, sdk_info, write_sdk_info
 
 __all__ = [
     'Arm64Emulation', 'EmulationError', 'EmulationUnavailable', 'BACKENDS',
+    'ONNX_BASED_BACKENDS', 'MnnConversionError', 'MnnRunner',
+    'convert_onnx_to_mnn', 'onnx_export_config',
     'CALIBRATION_METHODS', 'CalibrationError', 'FP32_LAYER_CHOICES',
     'INT8_PREDICTION_TOLERANCES', 'calibration_images',
     'compare_quantized_predictions', 'dataset_inputs',

@@ -31,7 +31,7 @@ PASSIVE_STEPS = ('LoadAnnotations', 'PackInputs', 'PackDetInputs',
                  'PackSegInputs', 'PackClsInputs')
 VERSIONED_PACKAGES = ('edgeformer_mm', 'torch', 'mmcv', 'mmengine',
                       'mmpretrain', 'mmdet', 'mmsegmentation', 'mmdeploy',
-                      'onnx', 'onnxruntime', 'pnnx', 'ncnn')
+                      'onnx', 'onnxruntime', 'pnnx', 'ncnn', 'mnn')
 
 
 def _defaults(step: dict, **defaults) -> dict:

@@ -1,4 +1,5 @@
 """Conversion for deployment: ONNX through mmdeploy, checks on the inputs."""
+import copy
 import functools
 import os
 import os.path as osp
@@ -11,7 +12,10 @@ from torch import nn
 
 from ..utils.state_dict import compare_state_dicts
 
-BACKENDS = ('onnxruntime', 'ncnn')
+BACKENDS = ('onnxruntime', 'ncnn', 'mnn')
+# Backends that convert the ONNX graph mmdeploy exports for ONNX Runtime
+# (mmdeploy knows no MNN backend).
+ONNX_BASED_BACKENDS = ('mnn', )
 
 
 def static_input_size(deploy_cfg: Config) -> Optional[Tuple[int, int]]:
@@ -23,6 +27,17 @@ def static_input_size(deploy_cfg: Config) -> Optional[Tuple[int, int]]:
         return None
     width, height = onnx_cfg.input_shape  # mmdeploy's order
     return height, width
+
+
+def onnx_export_config(deploy_cfg: Config) -> Config:
+    """The deploy config mmdeploy exports with: for a backend that converts
+    the ONNX Runtime graph (:data:`ONNX_BASED_BACKENDS`), the same config
+    for ONNX Runtime, in fp32."""
+    if deploy_cfg.backend_config.type not in ONNX_BASED_BACKENDS:
+        return deploy_cfg
+    export_cfg = copy.deepcopy(deploy_cfg)
+    export_cfg.backend_config = dict(type='onnxruntime')
+    return export_cfg
 
 
 def check_checkpoint(model: nn.Module, checkpoint: str):
@@ -42,8 +57,11 @@ def check_checkpoint(model: nn.Module, checkpoint: str):
             f'{mismatch.report(limit=10)}')
 
 
-def export_onnx(img: str, work_dir: str, deploy_cfg: Config,
-                model_cfg: Config, checkpoint: str,
+def export_onnx(img: str,
+                work_dir: str,
+                deploy_cfg: Config,
+                model_cfg: Config,
+                checkpoint: str,
                 device: str = 'cpu') -> str:
     """Export with mmdeploy's ``torch2onnx``; the path of the ONNX file.
 
@@ -62,8 +80,8 @@ def export_onnx(img: str, work_dir: str, deploy_cfg: Config,
     torch.onnx.export = functools.partial(export, dynamo=False)
     try:
         with tempfile.TemporaryDirectory(dir=work_dir, prefix='.onnx-') as tmp:
-            torch2onnx(img, tmp, onnx_file, deploy_cfg, model_cfg,
-                       checkpoint, device)
+            torch2onnx(img, tmp, onnx_file, deploy_cfg, model_cfg, checkpoint,
+                       device)
             os.replace(osp.join(tmp, onnx_file), path)
     finally:
         torch.onnx.export = export

@@ -1,23 +1,57 @@
-"""The two backends a bundle can be for: ncnn and ONNX Runtime, each
+"""The backends a bundle can be for: ncnn, ONNX Runtime and MNN, each
 imported only when used, so that a device needs just one of them."""
-from typing import Dict, List, Optional
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 
 from .bundle import Bundle, BundleError
 
 
+@contextlib.contextmanager
+def captured_output() -> Iterator[dict]:
+    """Capture what native code writes to stdout and stderr (file
+    descriptors 1 and 2) into ``captured['text']``, where
+    ``contextlib.redirect_stdout`` does not reach: MNN prints its progress
+    and the CPU's features there, which would mix with the predictions
+    ``edgeformer-run`` prints."""
+    captured = {'text': ''}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode='w+b') as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            log.seek(0)
+            captured['text'] = log.read().decode(errors='replace')
+
+
 class BackendNotInstalledError(ImportError):
     """The backend of a bundle is not installed."""
 
 
-def _import(name: str):
+def _import(module: str, extra: Optional[str] = None):
+    """Import a backend's module; ``extra`` is the runtime's extra that
+    installs it (default: the module's name)."""
+    extra = extra or module
     try:
-        return __import__(name)
+        return __import__(module)
     except ImportError as error:
         raise BackendNotInstalledError(
-            f'the bundle is for {name}, which is not installed: pip install '
-            f'edgeformer-runtime[{name}]') from error
+            f'the bundle is for {extra}, which is not installed: pip install '
+            f'edgeformer-runtime[{extra}]') from error
 
 
 class NcnnBackend:
@@ -100,3 +134,85 @@ class OnnxRuntimeBackend:
         values = self.session.run(self.output_names,
                                   {self.input_name: image[None]})
         return dict(zip(self.output_names, values))
+
+
+# MNN's Interpreter::HintMode: 0 leaves out the Winograd convolutions.
+WINOGRAD_MEMORY_LEVEL = 3
+
+
+class MnnModule:
+    """An MNN model on the CPU, in fp32 (``precision: high``; MNN's
+    ``normal`` computes in fp16 or bf16 where the CPU supports it), with
+    direct convolutions (not Winograd's, which are less exact).
+
+    Only ``MNN`` is imported: ``MNN.tools``, the converter's wrapper, runs
+    ``pip install`` and sends usage logs when imported.
+
+    Args:
+        path (str): The ``.mnn`` file.
+        input_name (str): The network's input.
+        output_names (list[str]): Its outputs, in the order returned.
+        num_threads (int, optional): MNN's thread count (default: 1, as
+            MNN's).
+        dynamic (bool): Whether inputs of other sizes than the model was
+            converted with are allowed (a dynamic graph).
+    """
+
+    def __init__(self,
+                 path: str,
+                 input_name: str,
+                 output_names: List[str],
+                 num_threads: Optional[int] = None,
+                 dynamic: bool = False):
+        with captured_output() as output:
+            mnn = _import('MNN', 'mnn')
+            runtime = mnn.nn.create_runtime_manager(({
+                'backend':
+                'CPU',
+                'numThread':
+                num_threads or 1,
+                'precision':
+                'high'
+            }, ))
+            # Direct convolutions: MNN's Winograd ones move SSDLite's boxes
+            # by up to a pixel (measured at 320x320).
+            runtime.set_hint(WINOGRAD_MEMORY_LEVEL, 0)
+            self.module = mnn.nn.load_module_from_file(
+                path, [input_name],
+                output_names,
+                runtime_manager=runtime,
+                shape_mutable=dynamic)
+        if self.module is None:
+            raise BundleError(
+                f'MNN cannot load {path}: {output["text"].strip()}')
+        self._expr = mnn.expr
+
+    def __call__(self, x: np.ndarray) -> List[np.ndarray]:
+        """The outputs for a float32 (N, 3, H, W) input."""
+        expr = self._expr
+        x = np.ascontiguousarray(x, np.float32)
+        outputs = self.module.forward([expr.const(x, x.shape, expr.NCHW)])
+        # MNN may keep 4-D results in its packed NC4HW4 layout.
+        return [np.array(expr.convert(y, expr.NCHW).read()) for y in outputs]
+
+
+class MnnBackend:
+    """An MNN model (see :class:`MnnModule`).
+
+    Args:
+        bundle (Bundle): An MNN bundle.
+        num_threads (int, optional): MNN's thread count (default: 1).
+    """
+
+    def __init__(self, bundle: Bundle, num_threads: Optional[int] = None):
+        self.output_names: List[str] = bundle.outputs
+        self.module = MnnModule(
+            bundle.model_file('model'),
+            bundle.input_name,
+            self.output_names,
+            num_threads,
+            dynamic=None in bundle.input_shape[2:])
+
+    def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Outputs by name for one (3, H, W) float32 input."""
+        return dict(zip(self.output_names, self.module(image[None])))

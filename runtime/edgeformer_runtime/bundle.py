@@ -26,6 +26,9 @@ BACKEND_FILES = {
     'onnxruntime': {
         'model': 'end2end.onnx'
     },
+    'mnn': {
+        'model': 'end2end.mnn'
+    },
 }
 # The network's outputs per task and backend (see docs/deployment.md).
 OUTPUTS = {
@@ -36,6 +39,8 @@ OUTPUTS = {
     ('detection', 'ncnn'): ['detections'],
     ('detection', 'onnxruntime'): ['dets', 'labels'],
 }
+# MNN converts mmdeploy's ONNX graphs: the same outputs.
+OUTPUTS.update({(task, 'mnn'): OUTPUTS[task, 'onnxruntime'] for task in TASKS})
 
 
 class BundleError(ValueError):

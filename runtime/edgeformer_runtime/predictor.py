@@ -5,7 +5,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import postprocess
-from .backends import NcnnBackend, OnnxRuntimeBackend
+from .backends import MnnBackend, NcnnBackend, OnnxRuntimeBackend
 from .bundle import Bundle
 from .preprocess import ImageError, preprocess
 
@@ -40,6 +40,8 @@ class Predictor:
                                            Bundle) else Bundle.load(bundle)
         if self.bundle.backend == 'ncnn':
             self.backend = NcnnBackend(self.bundle, num_threads, fp16)
+        elif self.bundle.backend == 'mnn':
+            self.backend = MnnBackend(self.bundle, num_threads)
         else:
             self.backend = OnnxRuntimeBackend(self.bundle, num_threads)
         self._postprocess = postprocess.TASKS[self.bundle.task]

@@ -39,7 +39,7 @@ PIPELINE_CONFIGS = [
 IMAGE_SIZES = [(37, 53), (250, 130), (130, 250), (289, 290), (301, 288),
                (9, 700)]
 BUNDLES = [(task, backend) for task in TINY_MODELS
-           for backend in ('onnxruntime', 'ncnn')]
+           for backend in ('onnxruntime', 'ncnn', 'mnn')]
 # Blocked in the torch-free subprocess.
 HEAVY_PACKAGES = ('torch', 'torchvision', 'mmcv', 'mmengine', 'mmpretrain',
                   'mmdet', 'mmseg', 'mmdeploy')

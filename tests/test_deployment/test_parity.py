@@ -1,6 +1,7 @@
-"""ONNX Runtime and ncnn against PyTorch for EdgeFormer-S classification,
-SSDLite detection and DeepLabV3 segmentation, on real photos at three input
-sizes each (non-square ones included), with calibrated random weights."""
+"""ONNX Runtime, ncnn and MNN against PyTorch for EdgeFormer-S
+classification, SSDLite detection and DeepLabV3 segmentation, on real photos
+at three input sizes each (non-square ones included), with calibrated random
+weights."""
 import copy
 import os.path as osp
 
@@ -8,7 +9,8 @@ import pytest
 from mmengine.config import Config
 from helpers import REPO, write_photo
 
-from edgeformer_mm.deployment import (NcnnRunner, OnnxRuntimeBackend,
+from edgeformer_mm.deployment import (MnnRunner, NcnnRunner,
+                                      OnnxRuntimeBackend, convert_onnx_to_mnn,
                                       convert_to_ncnn, export_onnx,
                                       task_parity)
 
@@ -22,10 +24,10 @@ CONFIGS = osp.join(REPO, 'configs')
 PHOTOS = ('astronaut', 'coffee', 'chelsea')
 # model config, ONNX Runtime dynamic deploy config, (height, width) sizes
 CASES = {
-    'Classification':
-    ('mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py',
-     'classification_onnxruntime_dynamic.py', [(256, 256), (224, 288),
-                                               (320, 224)]),
+    'Classification': ('mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py',
+                       'classification_onnxruntime_dynamic.py', [(256, 256),
+                                                                 (224, 288),
+                                                                 (320, 224)]),
     'ObjectDetection': ('mmdet/ssdlite_edgeformer_s_coco.py',
                         'detection_onnxruntime_dynamic.py', [(320, 320),
                                                              (256, 384),
@@ -102,6 +104,25 @@ def test_onnxruntime_dynamic_matches_pytorch(case, photos, tmp_path):
         inputs = create_input(processor, task, photo, height, width)
         assert_within_tolerances(
             task, task_parity(task, torch_model, backend, inputs),
+            (photo, height, width))
+
+
+@pytest.mark.slow
+def test_mnn_dynamic_matches_pytorch(case, photos, tmp_path):
+    """MNN runs the dynamic ONNX graph at each size, within ONNX Runtime's
+    tolerances."""
+    pytest.importorskip('MNN', reason='MNN is not installed')
+    task, model_cfg, deploy_cfg, checkpoint, processor, torch_model, \
+        sizes = case
+    onnx_file = export_onnx(photos[0], str(tmp_path), deploy_cfg, model_cfg,
+                            checkpoint)
+    runner = MnnRunner(
+        processor, onnx_file,
+        convert_onnx_to_mnn(onnx_file, str(tmp_path / 'end2end.mnn')))
+    for photo, (height, width) in zip(photos, sizes):
+        inputs = create_input(processor, task, photo, height, width)
+        assert_within_tolerances(
+            task, task_parity(task, torch_model, runner, inputs),
             (photo, height, width))
 
 
