@@ -9,8 +9,8 @@
 #   2. a minimal Debian bookworm arm64 root with python3.11
 #      (debootstrap --foreign, then its downloaded .debs unpacked), with an
 #      ARM-format /proc/cpuinfo that qemu serves to the guest;
-#   3. aarch64 wheels of ncnn, numpy, onnxruntime and opencv-python-headless
-#      (the ncnn, onnxruntime and numpy versions of .venv), unpacked into one
+#   3. aarch64 wheels of ncnn, MNN, numpy, onnxruntime and
+#      opencv-python-headless (the versions of .venv), unpacked into one
 #      site directory to put on PYTHONPATH;
 #   4. the ncnn C++ library (static) cross-built for aarch64 from ncnn's PyPI
 #      source distribution, for the C++ example in demo/cpp.
@@ -54,14 +54,14 @@ trap on_error ERR
 # code; the defaults below when it has none; NAME_VERSION=... overrides.
 HOST_PY=$REPO/.venv/bin/python
 [ -x "$HOST_PY" ] || HOST_PY=python3
-read -r V_NCNN V_ORT V_NUMPY V_OPENCV < <("$HOST_PY" - <<'PY' 2>/dev/null || echo "- - - -"
+read -r V_NCNN V_ORT V_NUMPY V_OPENCV V_MNN < <("$HOST_PY" - <<'PY' 2>/dev/null || echo "- - - - -"
 import importlib.metadata as m
 def version(name):
     try:
         return m.version(name)
     except m.PackageNotFoundError:
         return '-'
-print(*(version(n) for n in ('ncnn', 'onnxruntime', 'numpy', 'opencv-python')))
+print(*(version(n) for n in ('ncnn', 'onnxruntime', 'numpy', 'opencv-python', 'mnn')))
 PY
 )
 pick() { if [ -n "$1" ]; then echo "$1"; elif [ "$2" != - ]; then echo "$2"; else echo "$3"; fi; }
@@ -69,8 +69,10 @@ NCNN_VERSION=$(pick "${NCNN_VERSION:-}" "$V_NCNN" 1.0.20261020)
 ORT_VERSION=$(pick "${ORT_VERSION:-}" "$V_ORT" 1.26.0)
 NUMPY_VERSION=$(pick "${NUMPY_VERSION:-}" "$V_NUMPY" 2.4.6)
 OPENCV_VERSION=$(pick "${OPENCV_VERSION:-}" "$V_OPENCV" 5.0.0.93)
+MNN_VERSION=$(pick "${MNN_VERSION:-}" "$V_MNN" 3.6.1)
 # Without their dependencies: importing them needs none but numpy.
-PINNED="ncnn==$NCNN_VERSION
+PINNED="mnn==$MNN_VERSION
+ncnn==$NCNN_VERSION
 numpy==$NUMPY_VERSION
 onnxruntime==$ORT_VERSION
 opencv-python-headless==$OPENCV_VERSION"

@@ -43,6 +43,7 @@ MODES = {
     'ncnn-fp32': ('ncnn', False),
     'ncnn-arm-defaults': ('ncnn', True),
     'onnxruntime': ('onnxruntime', None),
+    'mnn': ('mnn', None),
 }
 # Tolerances against x86, and the figures measured (pytest -s).
 FP32 = dict(
@@ -88,13 +89,13 @@ def x86_prediction(bundle_dir, image):
 
 @pytest.mark.slow
 def test_emulated_python_is_aarch64_with_the_x86_versions(emu):
-    code = ('import json, platform, numpy, cv2, ncnn, onnxruntime; '
+    code = ('import json, platform, importlib.metadata as m, cv2; '
             'print(json.dumps(dict(machine=platform.machine(), '
-            'numpy=numpy.__version__, ncnn=ncnn.__version__, '
-            'onnxruntime=onnxruntime.__version__, cv2=cv2.__version__)))')
+            'cv2=cv2.__version__, **{n: m.version(n) for n in '
+            '("numpy", "ncnn", "onnxruntime", "mnn")})))')
     got = json.loads(emu.python(['-c', code]).stdout)
     assert got['machine'] == 'aarch64'
-    for name in ('numpy', 'ncnn', 'onnxruntime'):
+    for name in ('numpy', 'ncnn', 'onnxruntime', 'mnn'):
         assert got[name] == importlib.metadata.version(name), name
     assert got['cv2'] == cv2.__version__
 
