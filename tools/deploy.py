@@ -66,13 +66,14 @@ from edgeformer_mm.deployment import (
     BACKENDS, CALIBRATION_METHODS, FP32_LAYER_CHOICES,
     INT8_PREDICTION_TOLERANCES, ONNX_BASED_BACKENDS, PREDICTION_TOLERANCES,
     CalibrationError, ConverterNotFoundError, MnnConversionError,
-    calibration_images, check_checkpoint, compare_predictions,
-    compare_quantized_predictions, convert_onnx_to_mnn, convert_to_ncnn,
-    dataset_inputs, dataset_meta, describe_comparison,
+    MnnQuantizationError, calibration_images, check_checkpoint,
+    compare_predictions, compare_quantized_predictions, convert_onnx_to_mnn,
+    convert_to_ncnn, dataset_inputs, dataset_meta, describe_comparison,
     describe_quantized_comparison, export_onnx, image_inputs,
-    init_reference_model, onnx_export_config, preprocess_steps,
+    init_reference_model, onnx_export_config, preprocess_steps, quantize_mnn,
     quantize_ncnn_model, quantize_onnx, reference_prediction, sdk_info,
     static_input_size, write_bundle, write_sdk_info)
+from edgeformer_mm.deployment.mnn_int8 import mnn_method
 from edgeformer_runtime import Predictor, preprocess
 
 
@@ -245,7 +246,8 @@ def main(argv=None):
         if precision == 'int8':
             backend_files, quantization = quantize(backend, backend_files,
                                                    args.work_dir, calibration)
-    except (ConverterNotFoundError, MnnConversionError) as error:
+    except (ConverterNotFoundError, MnnConversionError,
+            MnnQuantizationError) as error:
         fail(str(error))
     finally:
         if convert_dir != args.work_dir:
@@ -350,6 +352,11 @@ def calibration_set(args, deploy_cfg: Config, model_cfg: Config, size) -> dict:
             f'{args.deploy_cfg} is an int8 config: give the calibration '
             'images, --calib-images DIR or --calib-dataset SPLIT')
     method = args.calib_method or settings.get('method', 'percentile')
+    if deploy_cfg.backend_config.type == 'mnn':
+        try:  # MNN's quantizer has its own methods
+            mnn_method(method)
+        except ValueError as error:
+            raise CalibrationError(str(error))
     fp32_layers = (
         args.fp32_layers if args.fp32_layers is not None else settings.get(
             'fp32_layers', []))
@@ -369,6 +376,21 @@ def quantize(backend: str, fp32_files: list, work_dir: str, calibration: dict):
         report = quantize_onnx(fp32_files[0], files[0], calibration['inputs'],
                                calibration['method'],
                                calibration['fp32_layers'])
+    elif backend == 'mnn':
+        files = [osp.join(work_dir, osp.basename(fp32_files[0]))]
+        report = quantize_mnn(
+            fp32_files[0],
+            files[0],
+            calibration['inputs'],
+            calibration['method'],
+            fp32_layers=calibration['fp32_layers'])
+        report = dict(
+            {
+                key: report[key]
+                for key in ('int8_layers', 'layers', 'int8_macs', 'macs')
+            },
+            fp32_layers=report['skipped'],
+            mnn_method=report['method_used'])
     else:
         files, report = quantize_ncnn_model(
             *fp32_files,

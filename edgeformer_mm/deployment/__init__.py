@@ -10,6 +10,7 @@ from .convert import (BACKENDS, ONNX_BASED_BACKENDS, OnnxRuntimeBackend,
                       static_input_size)
 from .emulation import Arm64Emulation, EmulationError, EmulationUnavailable
 from .mnn import MnnConversionError, MnnRunner, convert_onnx_to_mnn
+from .mnn_int8 import MnnQuantizationError, quantize_mnn
 from .ncnn import (ConverterNotFoundError, ExportGraph, NcnnRunner,
                    convert_to_ncnn, output_names)
 from .parity import (INT8_PREDICTION_TOLERANCES, PREDICTION_TOLERANCES,
@@ -27,6 +28,7 @@ from .sdk import SDK_FILES, dump_sdk_info, sdk_info, write_sdk_info
 __all__ = [
     'Arm64Emulation', 'EmulationError', 'EmulationUnavailable', 'BACKENDS',
     'ONNX_BASED_BACKENDS', 'MnnConversionError', 'MnnRunner',
+    'MnnQuantizationError', 'quantize_mnn',
     'convert_onnx_to_mnn', 'onnx_export_config',
     'CALIBRATION_METHODS', 'CalibrationError', 'FP32_LAYER_CHOICES',
     'INT8_PREDICTION_TOLERANCES', 'calibration_images',

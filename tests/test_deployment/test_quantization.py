@@ -24,6 +24,7 @@ from edgeformer_mm.deployment import (Arm64Emulation, CalibrationError,
                                       calibration_images, image_inputs,
                                       paired_detections, preprocess_steps,
                                       quantize_onnx)
+from edgeformer_mm.deployment.mnn_int8 import mnn_int8_layers
 from edgeformer_mm.deployment.ncnn_int8 import int8_layers
 from edgeformer_mm.deployment.quantization import end_layers
 from edgeformer_mm.utils import build_model
@@ -229,20 +230,26 @@ def int8_bundles(tmp_path_factory, calibrated_checkpoint, photo_dirs):
 @pytest.mark.parametrize('task, backend', [('classification', 'onnxruntime'),
                                            ('classification', 'ncnn'),
                                            ('detection', 'ncnn'),
-                                           ('segmentation', 'onnxruntime')])
+                                           ('segmentation', 'onnxruntime'),
+                                           ('segmentation', 'mnn')])
 def test_deploy_writes_int8_bundles_the_runtime_runs(task, backend, tmp_path,
                                                      int8_bundles, photo_dirs):
     work_dir = int8_bundles(task, backend)
     bundle = Bundle.load(work_dir)
     assert bundle.precision == 'int8'
     quantization = bundle.manifest['quantization']
-    assert quantization['method'] == 'percentile'
+    # MNN's quantizer has no percentile calibration (its configs: minmax).
+    assert quantization['method'] == ('minmax'
+                                      if backend == 'mnn' else 'percentile')
     assert quantization['calibration'].startswith(
         f'{len(CALIBRATION_PHOTOS)} images')
     assert 0.9 < quantization['int8_macs'] / quantization['macs'] <= 1
     if backend == 'ncnn':
         assert len(int8_layers(bundle.model_file('param'))) == (
             quantization['int8_layers'])
+    elif backend == 'mnn':
+        assert mnn_int8_layers(bundle.model_file('model'))['int8_layers'] == (
+            quantization['int8_layers']) > 0
     else:
         graph = onnx.load(bundle.model_file('model')).graph
         kinds = {n.op_type for n in graph.node}
@@ -281,6 +288,11 @@ def test_deploy_int8_needs_a_calibration_set(tmp_path, calibrated_checkpoint,
     with pytest.raises(SystemExit, match='not an int8 config'):
         run_main('tools/deploy.py', model_cfg, checkpoint, fp32, photo,
                  '--work-dir', tmp_path / 'c', '--calib-images', photo_dirs[1])
+    mnn_int8 = int8_config('classification', 'mnn', CLASSIFIER_SIZE)
+    with pytest.raises(SystemExit, match='MNN has no .percentile.'):
+        run_main('tools/deploy.py', model_cfg, checkpoint, mnn_int8, photo,
+                 '--work-dir', tmp_path / 'd', '--calib-images',
+                 photo_dirs[1], '--calib-method', 'percentile')
 
 
 @pytest.mark.slow
