@@ -1,12 +1,16 @@
 """Helpers shared by the tests: short Runner schedules, running the
 repository's scripts as a user does or calling their ``main`` in-process,
-calibrated random models and photos for parity checks, and a direct
-reference of the circular convolution."""
+calibrated random models and photos for parity checks, a direct reference
+of the circular convolution, and a watch on what third-party code does
+(network connections, programs started)."""
 import functools
 import importlib.util
+import json
 import os.path as osp
+import shutil
 import subprocess
 import sys
+import textwrap
 
 import cv2
 import torch
@@ -96,3 +100,60 @@ def roll_reference(x, kernel, dim):
         k = kernel[:, j].reshape(shape)
         y += k * torch.roll(x, shifts=-j, dims=dim)
     return y
+
+
+# Run in a child process after its imports: Python-level events (audit
+# hooks) and, with strace, the system calls of the process and all its
+# children from the marker on (a chdir to the marker directory).
+AUDITED = textwrap.dedent('''
+    import json, os, sys
+    {setup}
+    os.chdir({marker!r})
+    events = []
+    WATCHED = ('socket.connect', 'socket.sendto', 'subprocess.Popen',
+               'os.system', 'os.exec', 'os.posix_spawn', 'os.fork')
+    sys.addaudithook(lambda event, args: event in WATCHED and events.append(
+        [event, repr(args)[:200]]))
+    {code}
+    print('AUDIT ' + json.dumps({{
+        'events': events,
+        'imported': [name for name, module in sys.modules.items()
+                     if module is not None]}}))
+''')
+
+
+def audited_run(code: str, tmp_path, setup: str = '') -> dict:
+    """Run ``code`` in a child Python after ``setup`` (imports) and report
+    what it did: audit events, the network connections and programs strace
+    saw (where strace is installed), the modules imported."""
+    script = tmp_path / 'audited.py'
+    marker = tmp_path / 'audit-from-here'
+    marker.mkdir()
+    script.write_text(
+        AUDITED.format(
+            setup=setup, marker=str(marker), code=textwrap.dedent(code)))
+    command = [sys.executable, str(script)]
+    trace = tmp_path / 'strace.log'
+    strace = shutil.which('strace')
+    if strace:
+        command = [
+            strace, '-f', '-qq', '-e', 'trace=connect,sendto,execve,chdir',
+            '-o',
+            str(trace)
+        ] + command
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = [x for x in result.stdout.splitlines() if x.startswith('AUDIT ')]
+    report = json.loads(line[-1][len('AUDIT '):])
+    report['traced'] = bool(strace)
+    if strace:
+        calls = trace.read_text().splitlines()
+        start = [i for i, call in enumerate(calls) if str(marker) in call]
+        calls = calls[start[0]:]
+        report['connections'] = [
+            call for call in calls
+            if 'connect(' in call and ('AF_INET' in call or 'AF_INET6' in call)
+        ]
+        report['programs'] = [call for call in calls if 'execve(' in call]
+    return report

@@ -18,6 +18,7 @@ PY=${PYTHON:-python3.11}
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
+OPENVINO_VERSION=2026.4.1
 CACHE=${EDGEFORMER_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeformer_mm}
 START=$(date +%s)
 
@@ -83,6 +84,11 @@ fi
 step "install mmcv (cached wheel), the OpenMMLab stack, the deployment and test tools"
 $PIP install -q "$WHEEL_DIR"/mmcv-*.whl -r requirements/openmmlab.txt \
     -r requirements/deploy.txt -r requirements/tests.txt
+
+step "install OpenVINO $OPENVINO_VERSION without its dependencies"
+# Not its openvino-telemetry: with it, `import openvino` sends a usage event
+# (edgeformer_mm.deployment.openvino blocks it too). numpy is here already.
+$PIP install -q --no-deps "openvino==$OPENVINO_VERSION"
 
 step "install edgeformer_mm and edgeformer_runtime (runtime/) in editable mode"
 # The runtime without its dependencies: numpy and OpenCV are here already

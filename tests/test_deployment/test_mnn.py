@@ -1,77 +1,18 @@
 """MNN: the converter and the runtime install nothing and open no network
 connection (``MNN.tools``, which does both, is never imported), refuse
 broken models by name, and run bundles through edgeformer_runtime."""
-import json
 import os.path as osp
-import shutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
+from helpers import audited_run
 from torch import nn
 
 from edgeformer_mm.deployment import MnnConversionError, convert_onnx_to_mnn
 from edgeformer_runtime.backends import MnnModule
 
 pytest.importorskip('MNN', reason='MNN is not installed')
-
-# Run in a child process after its imports: Python-level events (audit
-# hooks) and, with strace, the system calls of the process and all its
-# children from the marker on (a chdir to the marker directory).
-AUDITED = textwrap.dedent('''
-    import json, os, sys
-    {setup}
-    os.chdir({marker!r})
-    events = []
-    WATCHED = ('socket.connect', 'socket.sendto', 'subprocess.Popen',
-               'os.system', 'os.exec', 'os.posix_spawn', 'os.fork')
-    sys.addaudithook(lambda event, args: event in WATCHED and events.append(
-        [event, repr(args)[:200]]))
-    {code}
-    print('AUDIT ' + json.dumps({{
-        'events': events,
-        'mnn_tools_imported': 'MNN.tools' in sys.modules}}))
-''')
-
-
-def audited_run(code: str, tmp_path, setup: str = '') -> dict:
-    """Run ``code`` in a child Python after ``setup`` (imports) and report
-    what it did: audit events, the network connections and programs strace
-    saw (where strace is installed), whether MNN.tools was imported."""
-    script = tmp_path / 'audited.py'
-    marker = tmp_path / 'audit-from-here'
-    marker.mkdir()
-    script.write_text(
-        AUDITED.format(
-            setup=setup, marker=str(marker), code=textwrap.dedent(code)))
-    command = [sys.executable, str(script)]
-    trace = tmp_path / 'strace.log'
-    strace = shutil.which('strace')
-    if strace:
-        command = [
-            strace, '-f', '-qq', '-e', 'trace=connect,sendto,execve,chdir',
-            '-o',
-            str(trace)
-        ] + command
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    line = [x for x in result.stdout.splitlines() if x.startswith('AUDIT ')]
-    report = json.loads(line[-1][len('AUDIT '):])
-    report['traced'] = bool(strace)
-    if strace:
-        calls = trace.read_text().splitlines()
-        start = [i for i, call in enumerate(calls) if str(marker) in call]
-        calls = calls[start[0]:]
-        report['connections'] = [
-            call for call in calls
-            if 'connect(' in call and ('AF_INET' in call or 'AF_INET6' in call)
-        ]
-        report['programs'] = [call for call in calls if 'execve(' in call]
-    return report
 
 
 def installed_distributions() -> set:
@@ -124,7 +65,7 @@ def test_convert_and_run_install_nothing_and_connect_nowhere(
         setup='import numpy as np, edgeformer_mm.deployment, '
         'edgeformer_runtime.backends')
     assert report['events'] == []
-    assert not report['mnn_tools_imported']
+    assert 'MNN.tools' not in report['imported']
     if report['traced']:
         assert report['connections'] == []
         assert report['programs'] == []
