@@ -87,12 +87,20 @@ DET_REQUIRES = ['mmdet>=3.3.0,<3.4.0']
 # ftfy and regex: imported by mmseg without being declared.
 SEG_REQUIRES = ['mmsegmentation>=1.2.2,<1.3.0', 'ftfy', 'regex']
 # edgeformer_mm.deployment: ONNX export through mmdeploy (which brings onnx),
-# ONNX Runtime, the pnnx converter and the ncnn runtime; the benchmark also
-# times ONNX Runtime and ncnn.
+# ONNX Runtime, the pnnx converter and the ncnn runtime, MNN; the benchmark
+# also times them.
 DEPLOY_REQUIRES = [
     'mmdeploy==1.3.1', 'onnxruntime', 'ml_dtypes', 'pnnx', 'ncnn',
-    'mmdeploy_runtime==1.3.1'
+    'mmdeploy_runtime==1.3.1', 'mnn==3.6.1'
 ]
+# ExecuTorch (XNNPACK): it links libtorch, so its version goes with torch's
+# (1.5.1 with torch 2.14). tools/setup_env.sh installs it without the ~30
+# packages it declares and the export does not use.
+EXECUTORCH_REQUIRES = ['executorch==1.5.1']
+# OpenVINO reads the ONNX files directly. Without openvino-telemetry it
+# sends no usage event: pip install --no-deps openvino (as
+# tools/setup_env.sh does) rather than this extra where that matters.
+OPENVINO_REQUIRES = ['openvino']
 # The test suite covers detection, segmentation and deployment, imports onnx
 # itself and reads scikit-image's photos.
 TESTS_REQUIRES = [
@@ -116,6 +124,8 @@ setup(
         'seg': SEG_REQUIRES,
         'all': DET_REQUIRES + SEG_REQUIRES,
         'deploy': DEPLOY_REQUIRES,
+        'executorch': EXECUTORCH_REQUIRES,
+        'openvino': OPENVINO_REQUIRES,
         'tests': TESTS_REQUIRES,
     },
     cmdclass={'build_py': BuildPyWithMim},

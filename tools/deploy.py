@@ -65,16 +65,20 @@ import edgeformer_mm  # noqa: F401  (registers the modules)
 from edgeformer_mm.deployment import (
     BACKENDS, CALIBRATION_METHODS, FP32_LAYER_CHOICES,
     INT8_PREDICTION_TOLERANCES, ONNX_BASED_BACKENDS, PREDICTION_TOLERANCES,
-    CalibrationError, ConverterNotFoundError, MnnConversionError,
-    MnnQuantizationError, calibration_images, check_checkpoint,
-    compare_predictions, compare_quantized_predictions, convert_onnx_to_mnn,
-    convert_to_ncnn, dataset_inputs, dataset_meta, describe_comparison,
-    describe_quantized_comparison, export_onnx, image_inputs,
-    init_reference_model, onnx_export_config, preprocess_steps, quantize_mnn,
-    quantize_ncnn_model, quantize_onnx, reference_prediction, sdk_info,
-    static_input_size, write_bundle, write_sdk_info)
+    TORCH_EXPORT_BACKENDS, CalibrationError, ConverterNotFoundError,
+    MnnConversionError, MnnQuantizationError, calibration_images,
+    check_checkpoint, compare_predictions, compare_quantized_predictions,
+    convert_onnx_to_mnn, convert_to_ncnn, dataset_inputs, dataset_meta,
+    describe_comparison, describe_quantized_comparison, detection_level_priors,
+    export_onnx, image_inputs, init_reference_model, mmdeploy_config,
+    preprocess_steps, quantize_mnn, quantize_ncnn_model, quantize_onnx,
+    reference_prediction, sdk_info, static_input_size, write_bundle,
+    write_sdk_info)
+from edgeformer_mm.deployment.executorch import export_executorch
+from edgeformer_mm.deployment.litert import export_litert
 from edgeformer_mm.deployment.mnn_int8 import mnn_method
 from edgeformer_runtime import Predictor, preprocess
+from edgeformer_runtime.bundle import BACKEND_FILES
 
 
 def parse_args(argv=None):
@@ -172,15 +176,17 @@ def main(argv=None):
         fail(f'{args.deploy_cfg} is for the {backend} backend; '
              f'tools/deploy.py supports {" and ".join(BACKENDS)}')
     size = static_input_size(deploy_cfg)
-    if backend == 'ncnn' and size is None:
-        fail(f'{args.deploy_cfg}: ncnn needs a static input_shape (no '
-             'dynamic height or width); see configs/mmdeploy/*_ncnn_static-*')
+    if backend in ('ncnn', ) + TORCH_EXPORT_BACKENDS and size is None:
+        fail(f'{args.deploy_cfg}: {backend} needs a static input_shape (no '
+             'dynamic height or width); see configs/mmdeploy/'
+             f'*_{backend}_static-*')
     if cv2.imread(args.img) is None:
         fail(f'cannot read the image {args.img}')
-    if args.dump_info and backend == 'mnn':
-        fail("--dump-info: mmdeploy's SDK has no MNN backend")
-    # MNN converts the graph mmdeploy exports for ONNX Runtime.
-    export_deploy_cfg = onnx_export_config(deploy_cfg)
+    if args.dump_info and backend not in ('onnxruntime', 'ncnn'):
+        fail(f"--dump-info: mmdeploy's SDK has no {backend} backend")
+    # The processor and the ONNX export of backends mmdeploy does not know
+    # are those for ONNX Runtime.
+    export_deploy_cfg = mmdeploy_config(deploy_cfg)
     if args.dump_info:
         try:  # refuse before converting what the SDK cannot run
             sdk_files = sdk_info(deploy_cfg, model_cfg, args.checkpoint,
@@ -212,6 +218,8 @@ def main(argv=None):
     if size is not None and 'deploy_input_size' in _backbone_args(model_cfg):
         export_cfg.model.backbone.deploy_input_size = size
     precision = deploy_cfg.backend_config.get('precision', 'FP32').lower()
+    if precision != 'fp32' and backend in TORCH_EXPORT_BACKENDS:
+        fail(f'{args.deploy_cfg}: {backend} bundles are fp32 only')
     if precision == 'int8':
         try:
             calibration = calibration_set(args, deploy_cfg, model_cfg, size)
@@ -237,6 +245,13 @@ def main(argv=None):
             deployed = copy.deepcopy(torch_model)
             if hasattr(deployed.backbone, 'switch_to_deploy'):
                 deployed.backbone.switch_to_deploy(size)
+        if backend in TORCH_EXPORT_BACKENDS:
+            export = (
+                export_litert if backend == 'litert' else export_executorch)
+            file_name = BACKEND_FILES[backend]['model']
+            backend_files = export(deployed, task, size,
+                                   osp.join(convert_dir, file_name))
+        elif backend == 'ncnn':
             backend_files = convert_to_ncnn(
                 deployed,
                 task,
@@ -274,7 +289,10 @@ def main(argv=None):
         dataset_meta(model_cfg, args.checkpoint),
         model_name=osp.splitext(osp.basename(args.model_cfg))[0],
         precision=precision,
-        quantization=quantization if precision == 'int8' else None)
+        quantization=quantization if precision == 'int8' else None,
+        level_priors=(detection_level_priors(torch_model, size)
+                      if backend in TORCH_EXPORT_BACKENDS
+                      and task == 'ObjectDetection' else None))
     print(f'wrote the bundle {args.work_dir} ({bundle.task}, {backend}): '
           f'edgeformer-run {args.work_dir} IMAGE')
 

@@ -19,6 +19,7 @@ TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
 OPENVINO_VERSION=2026.4.1
+EXECUTORCH_VERSION=1.5.1
 CACHE=${EDGEFORMER_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeformer_mm}
 START=$(date +%s)
 
@@ -89,6 +90,12 @@ step "install OpenVINO $OPENVINO_VERSION without its dependencies"
 # Not its openvino-telemetry: with it, `import openvino` sends a usage event
 # (edgeformer_mm.deployment.openvino blocks it too). numpy is here already.
 $PIP install -q --no-deps "openvino==$OPENVINO_VERSION"
+
+step "install ExecuTorch $EXECUTORCH_VERSION with only what its XNNPACK export needs"
+# Its declared dependencies add ~30 packages (coremltools, pandas, ...) that
+# neither the export nor the runtime imports; torchao is its quantizer's.
+$PIP install -q --no-deps "executorch==$EXECUTORCH_VERSION" ruamel.yaml==0.19.1 \
+    tabulate==0.10.0 torchao==0.18.0
 
 step "install edgeformer_mm and edgeformer_runtime (runtime/) in editable mode"
 # The runtime without its dependencies: numpy and OpenCV are here already

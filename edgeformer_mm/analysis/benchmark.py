@@ -5,11 +5,12 @@ Models with random weights, batch 1: parameters, MACs
 linear layers and matrix products), peak memory of one eager inference, and
 latency in eager PyTorch (models with a deploy mode also baked for the input
 size), ONNX Runtime and ncnn (fp32, and int8: ``*-int8``, see
-:func:`convert_classifier`; ONNX Runtime and ncnn get the baked models), at
-each thread count. All cases run interleaved in rounds inside
-one process, so that drift hits them alike; a latency is the median over
-rounds of each round's median, the spread is (max - min) / median of the
-round medians.
+:func:`convert_classifier`; the runtimes get the baked models), and where
+asked MNN, OpenVINO, ExecuTorch and LiteRT, at each thread count; each
+runtime's conversion time and difference from ONNX Runtime. All cases run
+interleaved in rounds inside one process, so that drift hits them alike; a
+latency is the median over rounds of each round's median, the spread is
+(max - min) / median of the round medians.
 """
 import copy
 import os
@@ -26,10 +27,15 @@ import torch
 from mmpretrain import get_model
 from torch import Tensor, nn
 
-from edgeformer_mm.deployment import (ExportGraph, NcnnRunner, convert_to_ncnn,
-                                      image_inputs, quantize_ncnn_model,
-                                      quantize_onnx)
+from edgeformer_mm.deployment import (ExportGraph, NcnnRunner,
+                                      convert_onnx_to_mnn, convert_to_ncnn,
+                                      image_inputs, quantize_mnn,
+                                      quantize_ncnn_model, quantize_onnx)
+from edgeformer_mm.deployment.executorch import export_executorch
+from edgeformer_mm.deployment.litert import LiteRTRunner, export_litert
+from edgeformer_mm.deployment.openvino import compile_onnx
 from edgeformer_mm.utils import count_macs, count_parameters
+from edgeformer_runtime.backends import MnnModule
 
 # Name in the tables -> mmpretrain model name.
 BENCHMARK_MODELS = {
@@ -60,6 +66,13 @@ PARC_PAIRS = {
 }
 BENCHMARK_BACKENDS = ('pytorch', 'pytorch-deploy', 'onnxruntime', 'ncnn',
                       'onnxruntime-int8', 'ncnn-int8')
+# Runtimes timed when asked for (--backends): MNN (fp32, and int8 by its own
+# quantizer), OpenVINO (reading the ONNX file), ExecuTorch with XNNPACK and
+# LiteRT (extras, torch.export of the baked models).
+OTHER_BACKENDS = ('mnn', 'mnn-int8', 'openvino', 'executorch', 'litert')
+# MNN's quantizer has no percentile calibration: its EMA, as the MNN int8
+# deploy configs.
+MNN_INT8_METHOD = 'minmax'
 # The resolution sweep times these, at 1 thread.
 SWEEP_BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -131,29 +144,43 @@ class Case:
             spread=(max(medians) - min(medians)) / latency)
 
 
-def make_cases(name: str, model: nn.Module, backends: Sequence[str],
-               size: Size, threads_list: Sequence[int],
-               tmp_dir: str) -> Tuple[List[Case], Dict[str, str]]:
+def make_cases(
+        name: str, model: nn.Module, backends: Sequence[str], size: Size,
+        threads_list: Sequence[int],
+        tmp_dir: str) -> Tuple[List[Case], Dict[str, str], Dict[str, dict]]:
     """The cases of one model at one size; the conversions happen here.
 
     Returns:
-        tuple[list[Case], dict]: The cases, and the error of each backend
-        whose conversion failed (the others are still timed).
+        tuple[list[Case], dict, dict]: The cases; the error of each backend
+        whose conversion failed (the others are still timed); and for each
+        runtime, ``seconds`` (its conversion and loading, also of the ONNX
+        file it starts from where that is not made yet) and, for the fp32
+        ones, ``max_diff`` (the largest class score difference from ONNX
+        Runtime's on the same input, where ONNX Runtime is timed too).
     """
     x = torch.rand(1, 3, *size)
-    cases, failures = [], {}
+    cases, failures, conversions, scores = [], {}, {}, {}
     for backend in backends:
         if backend == 'pytorch-deploy' and not has_deploy_mode(model):
             continue
+        start = time.perf_counter()
         try:
             runners = backend_runners(name, model, backend, size, x,
                                       threads_list, tmp_dir)
         except Exception as error:  # report, keep benchmarking the rest
             failures[backend] = f'{type(error).__name__}: {error}'[:300]
             continue
+        if not backend.startswith('pytorch'):
+            conversions[backend] = dict(seconds=time.perf_counter() - start)
+            scores[backend] = np.asarray(runners[0]()).reshape(-1)
         for threads, run in zip(threads_list, runners):
             cases.append(Case(name, backend, size, threads, run))
-    return cases, failures
+    if 'onnxruntime' in scores:
+        for backend, value in scores.items():
+            if not backend.endswith('-int8'):
+                conversions[backend]['max_diff'] = float(
+                    np.abs(value - scores['onnxruntime']).max())
+    return cases, failures, conversions
 
 
 def backend_runners(name: str, model: nn.Module, backend: str, size: Size,
@@ -187,16 +214,23 @@ def convert_classifier(name: str,
                        fp32_layers: Sequence[str] = (),
                        normalization: str = 'unit'):
     """The files of ``model`` (baked for ``size`` if it has a deploy mode)
-    for ``backend``: 'onnxruntime' or 'ncnn', fp32; with '-int8', quantized
-    after calibrating by ``method`` on :func:`calibration_inputs` (of
-    ``normalization``).
+    for ``backend``: 'onnxruntime', 'ncnn' or 'mnn', fp32, with '-int8',
+    quantized after calibrating by ``method`` (MNN: :data:`MNN_INT8_METHOD`)
+    on :func:`calibration_inputs` (of ``normalization``); 'openvino' (the
+    ONNX file), 'executorch' or 'litert', fp32.
 
     Returns:
         tuple[list[str], dict]: The files, and the quantization's figures
         (empty for fp32).
     """
     prefix = osp.join(tmp_dir, f'{name}_{size_name(size)}')
-    if backend.startswith('onnxruntime'):
+    if backend in ('executorch', 'litert'):
+        export = export_litert if backend == 'litert' else export_executorch
+        extension = '.tflite' if backend == 'litert' else '.pte'
+        return export(
+            deployed(model, size), 'Classification', size,
+            prefix + extension), {}
+    if backend.startswith(('onnxruntime', 'mnn', 'openvino')):
         path = prefix + '.onnx'
         if not osp.exists(path):  # fp32 and int8 share it
             with warnings.catch_warnings():
@@ -211,6 +245,8 @@ def convert_classifier(name: str,
                     opset_version=17,  # MobileViT's attention needs >= 14
                     dynamo=False)
         files = [path]
+        if backend.startswith('mnn'):
+            files = [convert_onnx_to_mnn(path, prefix + '.mnn')]
     else:
         # convert_to_ncnn also puts the peers' attention in the 4-D form
         # ncnn needs.
@@ -226,6 +262,10 @@ def convert_classifier(name: str,
         int8_files = [prefix + '.int8.onnx']
         report = quantize_onnx(files[0], int8_files[0], inputs, method,
                                fp32_layers)
+    elif backend == 'mnn-int8':
+        int8_files = [prefix + '.int8.mnn']
+        report = quantize_mnn(
+            files[0], int8_files[0], inputs, MNN_INT8_METHOD, fp32_layers=())
     else:
         int8_files, report = quantize_ncnn_model(*files, prefix + '.int8',
                                                  inputs, method, fp32_layers)
@@ -243,6 +283,15 @@ def classifier_runner(model: nn.Module, backend: str, files: Sequence[str],
         session = onnxruntime.InferenceSession(
             files[0], options, providers=['CPUExecutionProvider'])
         return lambda x: session.run(None, {'input': x})[0]
+    if backend.startswith('mnn'):
+        module = MnnModule(files[0], 'input', ['output'], threads)
+        return lambda x: module(x)[0]
+    if backend == 'openvino':
+        compiled = compile_onnx(files[0], threads)
+        return lambda x: compiled(x)[0]
+    if backend == 'litert':
+        litert = LiteRTRunner(files[0], threads)
+        return lambda x: litert(x)['output']
     runner = NcnnRunner(model, 'Classification', *files, num_threads=threads)
     return lambda x: runner(torch.from_numpy(x))['output'].numpy()
 
@@ -359,13 +408,15 @@ def run_benchmark(models: Sequence[str], backends: Sequence[str],
         ``models`` (``params``, ``macs`` by size, ``peak_memory_mb``, by
         model, in the order of ``models``), ``latency`` (the figures of
         :meth:`Case.figures` by ``'model|backend|HxW|threads'``) and
-        ``failures`` (the errors by ``'model|backend|HxW'``).
+        ``conversions`` (:func:`make_cases`' conversion figures by
+        ``'model|backend|HxW'``) and ``failures`` (the errors by
+        ``'model|backend|HxW'``).
     """
     table_sizes = [parse_size(s) for s in sizes]
     sweep_sizes = [parse_size(s) for s in sweep]
     sweep_backends = [b for b in SWEEP_BACKENDS if b in backends]
     built = {name: get_model(BENCHMARK_MODELS[name]).eval() for name in models}
-    info, cases, failures = {}, [], {}
+    info, cases, failures, conversions = {}, [], {}, {}
     with tempfile.TemporaryDirectory() as tmp_dir:
         for name, model in built.items():
             info[name] = dict(
@@ -381,9 +432,14 @@ def run_benchmark(models: Sequence[str], backends: Sequence[str],
                 for size in sweep_sizes if size not in table_sizes
             ]
             for size, size_backends, size_threads in schedule:
-                new, failed = make_cases(name, model, size_backends, size,
-                                         size_threads, tmp_dir)
+                new, failed, converted = make_cases(name, model, size_backends,
+                                                    size, size_threads,
+                                                    tmp_dir)
                 cases += new
+                conversions.update({
+                    f'{name}|{b}|{size_name(size)}': figures
+                    for b, figures in converted.items()
+                })
                 failures.update({
                     (name, b, size_name(size)): error
                     for b, error in failed.items()
@@ -404,6 +460,7 @@ def run_benchmark(models: Sequence[str], backends: Sequence[str],
             '|'.join(map(str, key)): value
             for key, value in latencies.items()
         },
+        conversions=conversions,
         failures={
             '|'.join(key): error
             for key, error in failures.items()

@@ -97,6 +97,7 @@ def markdown_report(results: dict, backends: Sequence[str]) -> str:
         lines += parc_ratios(results, size, columns)
     if sweep:
         lines += sweep_tables(results, backends, sweep)
+    lines += conversion_table(results, backends)
     if results['failures']:
         lines += ['## Failures', '']
         lines += [
@@ -104,6 +105,40 @@ def markdown_report(results: dict, backends: Sequence[str]) -> str:
         ]
         lines.append('')
     return '\n'.join(lines)
+
+
+def conversion_table(results: dict, backends: Sequence[str]) -> List[str]:
+    """Per model and size, each runtime's conversion time (with loading)
+    and its largest class score difference from ONNX Runtime's."""
+    conversions = results.get('conversions') or {}
+    runtimes = [
+        b for b in backends if any(
+            key.split('|')[1] == b for key in conversions)
+    ]
+    if not runtimes:
+        return []
+    lines = [
+        '## Conversion', '',
+        'Seconds to convert and load (an ONNX-based runtime\'s first '
+        'conversion includes the ONNX export); in brackets the largest class '
+        'score difference from ONNX Runtime on the same random input '
+        '(fp32 runtimes).', ''
+    ] + _table_head(['model', 'size'] + runtimes)
+    keys = dict.fromkeys(tuple(key.split('|')[::2])
+                         for key in conversions)  # (model, size)
+    for name, size in keys:
+        row = [name, size]
+        for backend in runtimes:
+            figures = conversions.get(f'{name}|{backend}|{size}')
+            if not figures:
+                row.append('-')
+                continue
+            cell = f'{figures["seconds"]:.1f} s'
+            if 'max_diff' in figures:
+                cell += f' ({figures["max_diff"]:.1e})'
+            row.append(cell)
+        lines.append(_row(row))
+    return lines + ['']
 
 
 def edgeformer_ratios(results: dict, size: str, columns: list) -> List[str]:

@@ -5,14 +5,14 @@ PyTorch that check them (see tools/deploy.py)."""
 from .attention import with_four_dimensional_attention
 from .bundle import (dataset_meta, package_versions, postprocess_params,
                      preprocess_steps, write_bundle)
-from .convert import (BACKENDS, ONNX_BASED_BACKENDS, OnnxRuntimeBackend,
-                      check_checkpoint, export_onnx, onnx_export_config,
-                      static_input_size)
+from .convert import (BACKENDS, ONNX_BASED_BACKENDS, TORCH_EXPORT_BACKENDS,
+                      OnnxRuntimeBackend, check_checkpoint, export_onnx,
+                      mmdeploy_config, static_input_size)
 from .emulation import Arm64Emulation, EmulationError, EmulationUnavailable
 from .mnn import MnnConversionError, MnnRunner, convert_onnx_to_mnn
 from .mnn_int8 import MnnQuantizationError, quantize_mnn
 from .ncnn import (ConverterNotFoundError, ExportGraph, NcnnRunner,
-                   convert_to_ncnn, output_names)
+                   convert_to_ncnn, detection_level_priors, output_names)
 from .parity import (INT8_PREDICTION_TOLERANCES, PREDICTION_TOLERANCES,
                      compare_predictions, compare_quantized_predictions,
                      describe_comparison, describe_quantized_comparison,
@@ -28,15 +28,14 @@ from .sdk import SDK_FILES, dump_sdk_info, sdk_info, write_sdk_info
 __all__ = [
     'Arm64Emulation', 'EmulationError', 'EmulationUnavailable', 'BACKENDS',
     'ONNX_BASED_BACKENDS', 'MnnConversionError', 'MnnRunner',
-    'MnnQuantizationError', 'quantize_mnn',
-    'convert_onnx_to_mnn', 'onnx_export_config',
-    'CALIBRATION_METHODS', 'CalibrationError', 'FP32_LAYER_CHOICES',
-    'INT8_PREDICTION_TOLERANCES', 'calibration_images',
-    'compare_quantized_predictions', 'dataset_inputs',
+    'MnnQuantizationError', 'quantize_mnn', 'convert_onnx_to_mnn',
+    'mmdeploy_config', 'TORCH_EXPORT_BACKENDS', 'CALIBRATION_METHODS',
+    'CalibrationError', 'FP32_LAYER_CHOICES', 'INT8_PREDICTION_TOLERANCES',
+    'calibration_images', 'compare_quantized_predictions', 'dataset_inputs',
     'describe_quantized_comparison', 'image_inputs', 'onnx_int8_share',
     'paired_detections', 'quantize_ncnn_model', 'quantize_onnx',
-    'ConverterNotFoundError', 'ExportGraph', 'NcnnRunner',
-    'OnnxRuntimeBackend', 'PREDICTION_TOLERANCES', 'SDK_FILES',
+    'ConverterNotFoundError', 'ExportGraph', 'detection_level_priors',
+    'NcnnRunner', 'OnnxRuntimeBackend', 'PREDICTION_TOLERANCES', 'SDK_FILES',
     'check_checkpoint', 'compare_predictions', 'convert_to_ncnn',
     'dataset_meta', 'describe_comparison', 'difference', 'dump_sdk_info',
     'export_onnx', 'init_reference_model', 'label_agreement',

@@ -31,7 +31,8 @@ PASSIVE_STEPS = ('LoadAnnotations', 'PackInputs', 'PackDetInputs',
                  'PackSegInputs', 'PackClsInputs')
 VERSIONED_PACKAGES = ('edgeformer_mm', 'torch', 'mmcv', 'mmengine',
                       'mmpretrain', 'mmdet', 'mmsegmentation', 'mmdeploy',
-                      'onnx', 'onnxruntime', 'pnnx', 'ncnn', 'mnn')
+                      'onnx', 'onnxruntime', 'pnnx', 'ncnn', 'mnn',
+                      'litert-torch', 'ai-edge-litert', 'executorch')
 
 
 def _defaults(step: dict, **defaults) -> dict:
@@ -208,7 +209,8 @@ def write_bundle(work_dir: str,
                  meta: dict,
                  model_name: str,
                  precision: str = 'fp32',
-                 quantization: Optional[dict] = None) -> Bundle:
+                 quantization: Optional[dict] = None,
+                 level_priors: Optional[List[int]] = None) -> Bundle:
     """Describe the converted files in ``work_dir`` by ``bundle.json`` and
     return the bundle, loaded and verified as a device would.
 
@@ -228,6 +230,9 @@ def write_bundle(work_dir: str,
         quantization (dict, optional): How an int8 model was quantized
             (calibration set and method, layers kept in fp32, the share of
             the MACs in int8), recorded as it is.
+        level_priors (list[int], optional): Detection graphs that end in the
+            boxes and scores of all priors (NMS on the host): the number of
+            priors of each level (see ``detection_level_priors``).
     """
     task = TASK_NAMES[task]
     height, width = input_size or (None, None)
@@ -253,6 +258,8 @@ def write_bundle(work_dir: str,
     }
     if quantization is not None:
         manifest['quantization'] = quantization
+    if level_priors is not None:
+        manifest['postprocess']['level_priors'] = list(level_priors)
     path = osp.join(work_dir, MANIFEST)
     with open(path + '.partial', 'w', encoding='utf-8') as f:
         json.dump(manifest, f, indent=2)

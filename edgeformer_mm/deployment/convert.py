@@ -12,10 +12,11 @@ from torch import nn
 
 from ..utils.state_dict import compare_state_dicts
 
-BACKENDS = ('onnxruntime', 'ncnn', 'mnn')
-# Backends that convert the ONNX graph mmdeploy exports for ONNX Runtime
-# (mmdeploy knows no MNN backend).
+BACKENDS = ('onnxruntime', 'ncnn', 'mnn', 'litert', 'executorch')
+# Backends that convert the ONNX graph mmdeploy exports for ONNX Runtime.
 ONNX_BASED_BACKENDS = ('mnn', )
+# Backends whose converters start from torch.export (of deploy mode).
+TORCH_EXPORT_BACKENDS = ('litert', 'executorch')
 
 
 def static_input_size(deploy_cfg: Config) -> Optional[Tuple[int, int]]:
@@ -29,11 +30,13 @@ def static_input_size(deploy_cfg: Config) -> Optional[Tuple[int, int]]:
     return height, width
 
 
-def onnx_export_config(deploy_cfg: Config) -> Config:
-    """The deploy config mmdeploy exports with: for a backend that converts
-    the ONNX Runtime graph (:data:`ONNX_BASED_BACKENDS`), the same config
-    for ONNX Runtime, in fp32."""
-    if deploy_cfg.backend_config.type not in ONNX_BASED_BACKENDS:
+def mmdeploy_config(deploy_cfg: Config) -> Config:
+    """The deploy config for mmdeploy's task processor and ONNX export: for
+    the backends mmdeploy does not know (:data:`ONNX_BASED_BACKENDS`, which
+    convert its ONNX Runtime graph, and :data:`TORCH_EXPORT_BACKENDS`), the
+    same config for ONNX Runtime, in fp32."""
+    if deploy_cfg.backend_config.type not in (ONNX_BASED_BACKENDS +
+                                              TORCH_EXPORT_BACKENDS):
         return deploy_cfg
     export_cfg = copy.deepcopy(deploy_cfg)
     export_cfg.backend_config = dict(type='onnxruntime')

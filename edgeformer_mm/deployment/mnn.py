@@ -63,7 +63,7 @@ class MnnRunner:
 
     Args:
         processor: mmdeploy's task processor (of an ONNX Runtime deploy
-            config, see :func:`~.convert.onnx_export_config`).
+            config, see :func:`~.convert.mmdeploy_config`).
         onnx_file (str): The ONNX file the MNN model was converted from.
         mnn_file (str): The MNN model.
         input_name (str): The graph's input name.

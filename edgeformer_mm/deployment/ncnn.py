@@ -67,14 +67,21 @@ class ExportGraph(nn.Module):
     Args:
         model (nn.Module): The model, in eval mode.
         task (str): 'Classification', 'ObjectDetection' or 'Segmentation'.
+        host_nms (bool): Detection ends with ``boxes`` (1, P, 4) and
+            ``scores`` (1, P, num_classes), the decoded boxes of all P
+            priors and their class scores (zero for the degenerate boxes
+            mmdet drops), for runtimes without an NMS layer (ExecuTorch,
+            LiteRT): the score threshold and the NMS run on the host. By
+            default it ends with the inputs of ncnn's ``DetectionOutput``.
     """
 
-    def __init__(self, model: nn.Module, task: str):
+    def __init__(self, model: nn.Module, task: str, host_nms: bool = False):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f'task must be one of {TASKS}, not {task!r}')
         self.model = model
         self.task = task
+        self.host_nms = host_nms
 
     def forward(self, x: Tensor):
         outputs = self.model(x, mode='tensor')
@@ -89,14 +96,19 @@ class ExportGraph(nn.Module):
                 align_corners=self.model.align_corners)
         if len(outputs) != 2:
             raise NotImplementedError(
-                'ncnn detection needs a head that predicts class scores and '
-                f'boxes only, not {len(outputs)} outputs (e.g. centerness)')
+                'exported detection needs a head that predicts class scores '
+                f'and boxes only, not {len(outputs)} outputs (e.g. '
+                'centerness)')
         with warnings.catch_warnings():
             # The sizes (ints) are constants of the static graph.
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             inputs = detection_output_inputs(self.model.bbox_head, *outputs,
                                              tuple(map(int, x.shape[2:])))
             self.num_priors = int(inputs[0].shape[1])  # for the .param file
+        if self.host_nms:
+            boxes, confidence, _ = inputs
+            # Without DetectionOutput's background column.
+            return boxes, confidence[..., 1:]
         return inputs
 
 
@@ -170,6 +182,17 @@ def detection_output_inputs(
     priorbox = torch.cat(
         [boxes.reshape(1, 1, -1), (boxes * 0).reshape(1, 1, -1)], 1)
     return boxes, confidence, priorbox
+
+
+def detection_level_priors(model: nn.Module,
+                           input_size: Tuple[int, int]) -> List[int]:
+    """The number of priors of each level of a dense detection head at
+    ``input_size`` (H, W), in the order of :func:`detection_output_inputs`'
+    boxes: the host needs them to apply mmdet's per-level ``nms_pre``."""
+    with torch.no_grad():
+        cls_scores, _ = model(torch.zeros(1, 3, *input_size), mode='tensor')
+    channels = model.bbox_head.cls_out_channels
+    return [score[0].numel() // channels for score in cls_scores]
 
 
 def check_detection_head(head: nn.Module):

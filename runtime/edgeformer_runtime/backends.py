@@ -1,6 +1,8 @@
-"""The backends a bundle can be for: ncnn, ONNX Runtime and MNN, each
-imported only when used, so that a device needs just one of them."""
+"""The backends a bundle can be for: ncnn, ONNX Runtime, MNN, LiteRT and
+ExecuTorch, each imported only when used, so that a device needs just one
+of them."""
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -47,7 +49,7 @@ def _import(module: str, extra: Optional[str] = None):
     installs it (default: the module's name)."""
     extra = extra or module
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError as error:
         raise BackendNotInstalledError(
             f'the bundle is for {extra}, which is not installed: pip install '
@@ -216,3 +218,85 @@ class MnnBackend:
     def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """Outputs by name for one (3, H, W) float32 input."""
         return dict(zip(self.output_names, self.module(image[None])))
+
+
+# The signature litert-torch gives a converted module: its input and outputs
+# are named as the bundle's.
+LITERT_SIGNATURE = 'serving_default'
+
+
+class LiteRTBackend:
+    """A LiteRT (TensorFlow Lite) model on the CPU (XNNPACK), run through
+    its ``serving_default`` signature: outputs by name, whatever order the
+    interpreter lists its tensors in.
+
+    Args:
+        bundle (Bundle): A LiteRT bundle.
+        num_threads (int, optional): The interpreter's thread count
+            (default: LiteRT's).
+    """
+
+    def __init__(self, bundle: Bundle, num_threads: Optional[int] = None):
+        interpreter = _import('ai_edge_litert.interpreter', 'litert')
+        path = bundle.model_file('model')
+        try:
+            model = interpreter.Interpreter(
+                model_path=path, num_threads=num_threads)
+            self.runner = model.get_signature_runner(LITERT_SIGNATURE)
+            signature = model.get_signature_list()[LITERT_SIGNATURE]
+        except (ValueError, RuntimeError, KeyError) as error:
+            raise BundleError(f'LiteRT cannot load {path}: {error}')
+        self.input_name = bundle.input_name
+        self.output_names: List[str] = bundle.outputs
+        if (signature['inputs'] != [self.input_name]
+                or sorted(signature['outputs']) != sorted(self.output_names)):
+            raise BundleError(
+                f'{path} has the inputs {signature["inputs"]} and outputs '
+                f'{signature["outputs"]}, the bundle {self.input_name} and '
+                f'{self.output_names}')
+
+    def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Outputs by name for one (3, H, W) float32 input."""
+        x = np.ascontiguousarray(image[None], dtype=np.float32)
+        values = self.runner(**{self.input_name: x})
+        return {name: values[name] for name in self.output_names}
+
+
+class ExecuTorchBackend:
+    """An ExecuTorch program (``end2end.pte``) on its XNNPACK backend.
+
+    ExecuTorch's Python runtime links libtorch: a device running a ``.pte``
+    from Python needs PyTorch too (its C++ runtime does not).
+
+    Args:
+        bundle (Bundle): An ExecuTorch bundle.
+        num_threads (int, optional): The threads of ExecuTorch's thread
+            pool, which XNNPACK runs on (default: ExecuTorch's, one per
+            performance core). The pool is one for the whole process: the
+            last backend made sets it for all.
+    """
+
+    def __init__(self, bundle: Bundle, num_threads: Optional[int] = None):
+        runtime = _import('executorch.runtime', 'executorch')
+        torch = _import('torch', 'executorch')
+        if num_threads:
+            # Safe only while nothing runs on the pool, as here.
+            _import('executorch.extension.pybindings.portable_lib',
+                    'executorch')._unsafe_reset_threadpool(num_threads)
+        path = bundle.model_file('model')
+        try:
+            self.method = runtime.Runtime.get().load_program(path).load_method(
+                'forward')
+        except Exception as error:  # ExecuTorch raises its own types
+            raise BundleError(f'ExecuTorch cannot load {path}: {error}')
+        self._from_numpy = torch.from_numpy
+        self.output_names: List[str] = bundle.outputs
+
+    def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Outputs by name for one (3, H, W) float32 input."""
+        x = self._from_numpy(np.ascontiguousarray(image[None], np.float32))
+        values = self.method.execute([x])
+        return {
+            name: value.numpy()
+            for name, value in zip(self.output_names, values)
+        }

@@ -29,6 +29,12 @@ BACKEND_FILES = {
     'mnn': {
         'model': 'end2end.mnn'
     },
+    'litert': {
+        'model': 'end2end.tflite'
+    },
+    'executorch': {
+        'model': 'end2end.pte'
+    },
 }
 # The network's outputs per task and backend (see docs/deployment.md).
 OUTPUTS = {
@@ -39,8 +45,14 @@ OUTPUTS = {
     ('detection', 'ncnn'): ['detections'],
     ('detection', 'onnxruntime'): ['dets', 'labels'],
 }
-# MNN converts mmdeploy's ONNX graphs: the same outputs.
-OUTPUTS.update({(task, 'mnn'): OUTPUTS[task, 'onnxruntime'] for task in TASKS})
+# MNN converts mmdeploy's ONNX graphs: the same outputs. LiteRT and
+# ExecuTorch run graphs exported by torch.export, which end in the decoded
+# boxes and class scores of all priors for detection (NMS on the host).
+for _task in TASKS:
+    OUTPUTS[_task, 'mnn'] = OUTPUTS[_task, 'onnxruntime']
+    for _backend in ('litert', 'executorch'):
+        OUTPUTS[_task, _backend] = (['boxes', 'scores']
+                                    if _task == 'detection' else ['output'])
 
 
 class BundleError(ValueError):

@@ -40,6 +40,9 @@ def detection(outputs: Dict[str, np.ndarray], state: Preprocessed,
         rows = outputs['detections'].reshape(-1, 6)
         labels = rows[:, 0].astype(np.int64) - 1  # 0 is the background
         scores, boxes = rows[:, 1], rows[:, 2:6]
+    elif 'boxes' in outputs:  # decoded boxes and class scores of all priors
+        boxes, scores, labels = multiclass_nms(outputs['boxes'].reshape(-1, 4),
+                                               outputs['scores'][0], params)
     else:  # mmdeploy's ONNX graph: dets (1, K, 5) and labels (1, K)
         dets = outputs['dets'].reshape(-1, 5)
         labels = outputs['labels'].reshape(-1).astype(np.int64)
@@ -68,6 +71,70 @@ def detection(outputs: Dict[str, np.ndarray], state: Preprocessed,
             detection['class'] = names[label]
         detections.append(detection)
     return {'task': 'detection', 'detections': detections}
+
+
+def multiclass_nms(boxes: np.ndarray, scores: np.ndarray, params: dict):
+    """mmdet's selection of a dense head's detections (``_predict_by_feat_
+    single`` and ``_bbox_post_process``): on each level (``level_priors``
+    boxes), the ``nms_pre`` best (box, class) pairs scoring more than
+    ``score_thr``; then a greedy NMS per class (IoU above ``nms_iou``
+    suppresses) and the ``max_per_img`` best.
+
+    Args:
+        boxes (np.ndarray): (P, 4) boxes (x1, y1, x2, y2) of all priors.
+        scores (np.ndarray): (P, C) their class scores.
+        params (dict): The bundle's postprocessing parameters.
+
+    Returns:
+        tuple[np.ndarray]: The boxes, scores and labels kept, best first.
+    """
+    nms_pre = params.get('nms_pre', -1)
+    candidates = []
+    start = 0
+    for count in params.get('level_priors') or [len(boxes)]:
+        level = scores[start:start + count]
+        prior, label = np.nonzero(level > params['score_thr'])
+        level_scores = level[prior, label]
+        order = np.argsort(-level_scores, kind='stable')
+        if nms_pre > 0:
+            order = order[:nms_pre]
+        candidates.append((prior[order] + start, label[order]))
+        start += count
+    prior = np.concatenate([c[0] for c in candidates])
+    label = np.concatenate([c[1] for c in candidates])
+    kept = []
+    for cls in np.unique(label):
+        index = np.nonzero(label == cls)[0]
+        kept.extend(index[_nms(boxes[prior[index]], scores[prior[index], cls],
+                               params['nms_iou'])])
+    kept = np.asarray(kept, np.int64)
+    kept = kept[np.argsort(-scores[prior[kept], label[kept]], kind='stable')]
+    if params.get('max_per_img', -1) > 0:
+        kept = kept[:params['max_per_img']]
+    prior, label = prior[kept], label[kept]
+    return boxes[prior], scores[prior, label], label
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float):
+    """Indices of the boxes a greedy NMS keeps, best first (mmcv's ``nms``:
+    areas without the +1 offset; IoU above the threshold suppresses)."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind='stable')
+    keep = []
+    while order.size:
+        best, order = order[0], order[1:]
+        keep.append(best)
+        width = np.clip(
+            np.minimum(x2[best], x2[order]) - np.maximum(x1[best], x1[order]),
+            0, None)
+        height = np.clip(
+            np.minimum(y2[best], y2[order]) - np.maximum(y1[best], y1[order]),
+            0, None)
+        inter = width * height
+        iou = inter / np.maximum(areas[best] + areas[order] - inter, 1e-12)
+        order = order[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
 
 
 def resize_bilinear(x: np.ndarray, size, align_corners: bool) -> np.ndarray:

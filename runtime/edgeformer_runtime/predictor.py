@@ -5,9 +5,18 @@ from typing import Optional, Union
 import numpy as np
 
 from . import postprocess
-from .backends import MnnBackend, NcnnBackend, OnnxRuntimeBackend
+from .backends import (ExecuTorchBackend, LiteRTBackend, MnnBackend,
+                       NcnnBackend, OnnxRuntimeBackend)
 from .bundle import Bundle
 from .preprocess import ImageError, preprocess
+
+# The backends other than ncnn (which also takes ``fp16``), by name.
+BACKENDS = {
+    'onnxruntime': OnnxRuntimeBackend,
+    'mnn': MnnBackend,
+    'litert': LiteRTBackend,
+    'executorch': ExecuTorchBackend,
+}
 
 
 class Predictor:
@@ -40,10 +49,9 @@ class Predictor:
                                            Bundle) else Bundle.load(bundle)
         if self.bundle.backend == 'ncnn':
             self.backend = NcnnBackend(self.bundle, num_threads, fp16)
-        elif self.bundle.backend == 'mnn':
-            self.backend = MnnBackend(self.bundle, num_threads)
         else:
-            self.backend = OnnxRuntimeBackend(self.bundle, num_threads)
+            self.backend = BACKENDS[self.bundle.backend](self.bundle,
+                                                         num_threads)
         self._postprocess = postprocess.TASKS[self.bundle.task]
 
     @property

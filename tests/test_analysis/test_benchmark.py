@@ -15,11 +15,10 @@ pytest.importorskip('pnnx', reason='the pnnx converter is not installed')
 
 @pytest.mark.slow
 def test_benchmark_runs_on_a_tiny_setting(tmp_path):
-    result = run_script('tools/analysis/benchmark.py', '--work-dir',
-                        tmp_path, '--models', 'EdgeFormer-XS',
-                        'MobileViT-XS', '--sizes', '64', '--sweep', '64',
-                        '128', '--threads', '1', '--rounds', '2', '--runs',
-                        '1')
+    result = run_script('tools/analysis/benchmark.py', '--work-dir', tmp_path,
+                        '--models', 'EdgeFormer-XS', 'MobileViT-XS', '--sizes',
+                        '64', '--sweep', '64', '128', '--threads', '1',
+                        '--rounds', '2', '--runs', '1')
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / 'results.json').read_text())
     assert not results['failures']
@@ -49,12 +48,11 @@ def test_benchmark_runs_on_a_tiny_setting(tmp_path):
 @pytest.mark.slow
 def test_benchmark_compares_parc_models_with_their_plain_counterparts(
         tmp_path):
-    result = run_script('tools/analysis/benchmark.py', '--work-dir',
-                        tmp_path, '--models', 'MobileNetV2',
-                        'ParC-MobileNetV2', '--sizes', '64', '--sweep',
-                        '--threads', '1', '--rounds', '2', '--runs', '1',
-                        '--backends', 'pytorch', 'pytorch-deploy',
-                        'onnxruntime', 'ncnn')
+    result = run_script('tools/analysis/benchmark.py', '--work-dir', tmp_path,
+                        '--models', 'MobileNetV2', 'ParC-MobileNetV2',
+                        '--sizes', '64', '--sweep', '--threads', '1',
+                        '--rounds', '2', '--runs', '1', '--backends',
+                        'pytorch', 'pytorch-deploy', 'onnxruntime', 'ncnn')
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / 'results.json').read_text())
     assert not results['failures']
@@ -68,3 +66,34 @@ def test_benchmark_compares_parc_models_with_their_plain_counterparts(
     table = (tmp_path / 'benchmark.md').read_text()
     assert '| ParC-MobileNetV2 / MobileNetV2 | 1.008 |' in table
     assert 'EdgeFormer-S latency / reference' not in table
+
+
+@pytest.mark.slow
+def test_benchmark_times_the_other_runtimes(tmp_path):
+    """MNN (fp32 and its own int8), OpenVINO and ExecuTorch rows, with each
+    runtime's conversion time and its difference from ONNX Runtime."""
+    for module in ('MNN', 'openvino', 'executorch'):
+        pytest.importorskip(module, reason=f'{module} is not installed')
+    backends = ('onnxruntime', 'mnn', 'mnn-int8', 'openvino', 'executorch')
+    result = run_script('tools/analysis/benchmark.py', '--work-dir', tmp_path,
+                        '--models', 'EdgeFormer-XS', '--sizes', '64',
+                        '--sweep', '--threads', '1', '--rounds', '1', '--runs',
+                        '1', '--backends', *backends)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert not results['failures']
+    assert set(results['latency']) == {
+        f'EdgeFormer-XS|{backend}|64x64|1'
+        for backend in backends
+    }
+    conversions = results['conversions']
+    assert set(conversions) == {
+        f'EdgeFormer-XS|{backend}|64x64'
+        for backend in backends
+    }
+    for backend in ('mnn', 'openvino', 'executorch'):
+        # Class scores of a random model: all close to 1/1000.
+        assert conversions[f'EdgeFormer-XS|{backend}|64x64'][
+            'max_diff'] < 1e-6, backend
+    assert 'max_diff' not in conversions['EdgeFormer-XS|mnn-int8|64x64']
+    assert '## Conversion' in (tmp_path / 'benchmark.md').read_text()

@@ -2,6 +2,7 @@
 exactly, and the torch-free runtime predicts as PyTorch's inference APIs do
 from image files (scikit-image's photos at three sizes each), also in a
 process where PyTorch and OpenMMLab cannot be imported."""
+import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -38,8 +39,12 @@ PIPELINE_CONFIGS = [
 # offset is an exact half (Python's rounding), and an elongated image.
 IMAGE_SIZES = [(37, 53), (250, 130), (130, 250), (289, 290), (301, 288),
                (9, 700)]
-BUNDLES = [(task, backend) for task in TINY_MODELS
-           for backend in ('onnxruntime', 'ncnn', 'mnn')]
+# The extras where installed: ExecuTorch, and LiteRT (in .venv-litert).
+BACKENDS = ('onnxruntime', 'ncnn', 'mnn') + tuple(
+    backend for backend, module in [('executorch',
+                                     'executorch'), ('litert', 'litert_torch')]
+    if importlib.util.find_spec(module))
+BUNDLES = [(task, backend) for task in TINY_MODELS for backend in BACKENDS]
 # Blocked in the torch-free subprocess.
 HEAVY_PACKAGES = ('torch', 'torchvision', 'mmcv', 'mmengine', 'mmpretrain',
                   'mmdet', 'mmseg', 'mmdeploy')
@@ -170,6 +175,8 @@ def test_runtime_needs_no_pytorch_nor_openmmlab(tiny_bundles, photos,
                                                 tmp_path):
     script = BLOCKER.format(blocked=set(HEAVY_PACKAGES))
     for task, backend in BUNDLES:
+        if backend == 'executorch':  # its Python runtime links libtorch
+            continue
         bundle_dir = tiny_bundles(task, backend)[0]
         out = str(tmp_path / f'{task}_{backend}.png')
         result = subprocess.run([
@@ -197,13 +204,15 @@ def test_classification_parity_lets_only_tied_scores_swap():
         task='classification',
         pred_scores=np.array([0., .5, .3, .3 - 1e-6, .1]),
         top5=dict(labels=[1, 2, 3, 4, 0], scores=[.5, .3, .3 - 1e-6, .1, 0.]))
-    tied = dict(expected, top5=dict(labels=[1, 3, 2, 4, 0],
-                                    scores=[.5, .3, .3 - 1e-6, .1, 0.]))
+    tied = dict(
+        expected,
+        top5=dict(labels=[1, 3, 2, 4, 0], scores=[.5, .3, .3 - 1e-6, .1, 0.]))
     figures = compare_predictions(expected, tied)
     assert figures['passed'] and figures['swapped_ties'] == 2
     # From the command's JSON (no pred_scores), and a real swap.
     del expected['pred_scores']
     assert compare_predictions(expected, tied)['passed']
-    swapped = dict(expected, top5=dict(labels=[2, 1, 3, 4, 0],
-                                       scores=[.5, .3, .3 - 1e-6, .1, 0.]))
+    swapped = dict(
+        expected,
+        top5=dict(labels=[2, 1, 3, 4, 0], scores=[.5, .3, .3 - 1e-6, .1, 0.]))
     assert not compare_predictions(expected, swapped)['passed']

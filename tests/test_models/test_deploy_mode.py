@@ -49,8 +49,7 @@ def test_baked_branch_equals_the_original(first_direction, use_pe, size):
 
 
 def test_branch_needs_a_batch_norm():
-    branch = GCCBranch(
-        4, 8, 'h', True, norm_cfg=dict(type='GN', num_groups=2))
+    branch = GCCBranch(4, 8, 'h', True, norm_cfg=dict(type='GN', num_groups=2))
     with pytest.raises(TypeError, match='folds a BatchNorm'):
         branch.baked(8, 8)
 
@@ -72,12 +71,32 @@ def test_block_equals_the_original(use_pe, size):
     assert relative_error(out, ref) < 1e-5
     # One pair of matrix products over all channels, no branches, no split.
     assert not hasattr(block, 'branch_hw') and not hasattr(block, 'branch_wh')
-    assert block.deploy_vertical.shape == (1, 32, size[0], size[0])
-    assert block.deploy_horizontal.shape == (1, 32, size[1], size[1])
+    assert block.deploy_vertical.shape == (32, size[0], size[0])
+    assert block.deploy_horizontal.shape == (32, size[1], size[1])
     assert not any(
         isinstance(m, torch.nn.BatchNorm2d) for m in block.ffn.modules())
     with pytest.raises(ValueError, match='deploy mode for'):
         block(torch.randn(1, 32, size[0] + 1, size[1]))
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+def test_block_products_equal_the_broadcasting_ones(batch):
+    """A single image goes through 3-D batched products (no expanded
+    copies in torch.export), bit for bit the broadcasting 4-D ones."""
+    torch.manual_seed(0)
+    block = GCCBlock(32, 16, 8, True).eval()
+    block.switch_to_deploy(12, 9)
+    x = torch.randn(batch, 32, 12, 9)
+    with torch.no_grad():
+        expected = torch.matmul(
+            torch.matmul(block.deploy_vertical[None], x),
+            block.deploy_horizontal[None])
+        assert torch.equal(block.deploy_mix(x), expected)
+    if batch == 1:
+        program = torch.export.export(block, (x, ))
+        targets = {str(node.target) for node in program.graph.nodes}
+        assert 'aten.bmm.default' in targets
+        assert not any('matmul' in t or 'expand' in t for t in targets)
 
 
 @pytest.mark.parametrize('groups', [1, 2, 4])
@@ -126,8 +145,7 @@ def test_backbone_equals_the_original(calibrated, size):
                        torch.nn.BatchNorm2d)) for m in deployed.modules())
     # The graphs are only read (check_trace would run each model twice
     # more).
-    graph = str(
-        torch.jit.trace(deployed, x, check_trace=False).inlined_graph)
+    graph = str(torch.jit.trace(deployed, x, check_trace=False).inlined_graph)
     assert 'upsample' not in graph and 'interpolate' not in graph
     # Traced without deploy mode, the kernels are resized in the graph
     # (even at 256, where the maps have the meta sizes).

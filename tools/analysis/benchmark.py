@@ -31,8 +31,8 @@ import argparse
 import os
 
 from edgeformer_mm.analysis import (BENCHMARK_BACKENDS, BENCHMARK_MODELS,
-                                    EDGEFORMER_COMPARISON, run_benchmark,
-                                    write_report)
+                                    EDGEFORMER_COMPARISON, OTHER_BACKENDS,
+                                    run_benchmark, write_report)
 
 
 def parse_args():
@@ -50,7 +50,10 @@ def parse_args():
         '--backends',
         nargs='+',
         default=list(BENCHMARK_BACKENDS),
-        choices=BENCHMARK_BACKENDS)
+        choices=BENCHMARK_BACKENDS + OTHER_BACKENDS,
+        help='default: ' + ' '.join(BENCHMARK_BACKENDS) + '; also: ' +
+        ' '.join(OTHER_BACKENDS) + ' (litert in .venv-litert, see '
+        'tools/setup_litert.sh)')
     parser.add_argument(
         '--sizes',
         nargs='+',

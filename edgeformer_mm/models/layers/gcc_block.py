@@ -111,10 +111,11 @@ class GCCBranch(BaseModule):
             first = first + scale[:, None] * self.pe_1.instance_embedding(
                 lengths[0])
             second = self.pe_2.instance_embedding(lengths[1])
-        bias = (global_circular_conv(
-            along(first, self.dims[0]), kernel_1, self.dims[0]) *
-                kernel_2.sum(1)[None, :, None, None] + global_circular_conv(
-                    along(second, self.dims[1]), kernel_2, self.dims[1]))
+        bias = (
+            global_circular_conv(
+                along(first, self.dims[0]), kernel_1, self.dims[0]) *
+            kernel_2.sum(1)[None, :, None, None] + global_circular_conv(
+                along(second, self.dims[1]), kernel_2, self.dims[1]))
         if not use_pe:
             # Constant over the map: one bias per channel.
             bias = bias[:, :, :1, :1]
@@ -218,15 +219,31 @@ class GCCBlock(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         if self.deploy_size is not None:
             check_deploy_size('block', self.deploy_size, x)
-            y = x + torch.matmul(
-                torch.matmul(self.deploy_vertical, x),
-                self.deploy_horizontal) + self.deploy_bias
+            y = x + self.deploy_mix(x) + self.deploy_bias
         else:
             x1, x2 = x.chunk(2, dim=1)
             y = torch.cat([x1 + self.branch_hw(x1), x2 + self.branch_wh(x2)],
                           dim=1)
         f = self.ffn(y)
         return y + f * self.channel_attention(f)
+
+    def deploy_mix(self, x: Tensor) -> Tensor:
+        """``V @ x @ H`` of the deploy form (:meth:`switch_to_deploy`).
+
+        ``torch.export`` writes a broadcasting 4-D ``torch.matmul`` with
+        copies that expand its operands (``expand_copy``), which
+        ExecuTorch's XNNPACK backend does not take, so that its graph falls
+        apart into many delegates: a single image is multiplied as
+        (C, H, W) by 3-D batched products instead, with the same result.
+        Traced (ONNX, ncnn), the 4-D form stays: pnnx takes the first axis
+        of the 3-D maps for a batch axis and writes a wrong ncnn graph.
+        """
+        if not torch.jit.is_tracing() and x.shape[0] == 1:
+            return torch.bmm(
+                torch.bmm(self.deploy_vertical, x.flatten(0, 1)),
+                self.deploy_horizontal).view_as(x)
+        return torch.matmul(
+            torch.matmul(self.deploy_vertical, x), self.deploy_horizontal)
 
     @torch.no_grad()
     def switch_to_deploy(self, height: int, width: int):
@@ -253,10 +270,8 @@ class GCCBlock(BaseModule):
             vertical.append(circulant_matrix(kernels[2]))
             horizontal.append(circulant_matrix(kernels[3]).transpose(1, 2))
             biases.append(bias)
-        self.register_buffer('deploy_vertical',
-                             torch.cat(vertical).unsqueeze(0))
-        self.register_buffer('deploy_horizontal',
-                             torch.cat(horizontal).unsqueeze(0))
+        self.register_buffer('deploy_vertical', torch.cat(vertical))
+        self.register_buffer('deploy_horizontal', torch.cat(horizontal))
         self.register_buffer('deploy_bias', torch.cat(biases, dim=1))
         del self.branch_hw, self.branch_wh
         fold_norm_into_conv(self.ffn[0], self.ffn[1])
