@@ -1,5 +1,6 @@
 """Fixtures shared by several test files."""
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -78,3 +79,32 @@ def tiny_bundles(tmp_path_factory, calibrated_checkpoint):
         return made[task, backend]
 
     return bundle
+
+
+@pytest.fixture(scope='session')
+def tiny_classifier_onnx(tmp_path_factory, calibrated_checkpoint):
+    """The tiny classifier (calibrated random weights) in deploy mode,
+    exported to ONNX at opset 11 as mmdeploy does; its input preprocessing
+    steps."""
+    from mmengine.config import Config
+
+    from edgeformer_mm.deployment import ExportGraph, preprocess_steps
+    classifier, size = TINY_MODELS['classification']
+    cfg = Config.fromfile(osp.join(REPO, classifier))
+    model = build_model(cfg)
+    model.load_state_dict(
+        torch.load(calibrated_checkpoint(classifier))['state_dict'])
+    model.eval()
+    model.backbone.switch_to_deploy((size, size))
+    path = str(tmp_path_factory.mktemp('int8_onnx') / 'fp32.onnx')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(
+            ExportGraph(model, 'Classification').eval(),
+            torch.zeros(1, 3, size, size),
+            path,
+            input_names=['input'],
+            output_names=['output'],
+            opset_version=11,
+            dynamo=False)
+    return path, preprocess_steps(cfg)

@@ -32,10 +32,11 @@ from edgeformer_mm.deployment import (ExportGraph, NcnnRunner,
                                       image_inputs, quantize_mnn,
                                       quantize_ncnn_model, quantize_onnx)
 from edgeformer_mm.deployment.executorch import export_executorch
-from edgeformer_mm.deployment.litert import LiteRTRunner, export_litert
+from edgeformer_mm.deployment.litert import export_litert
 from edgeformer_mm.deployment.openvino import compile_onnx
 from edgeformer_mm.utils import count_macs, count_parameters
-from edgeformer_runtime.backends import MnnModule
+from edgeformer_runtime.backends import (ExecuTorchProgram, LiteRTModel,
+                                         MnnModule)
 
 # Name in the tables -> mmpretrain model name.
 BENCHMARK_MODELS = {
@@ -290,8 +291,11 @@ def classifier_runner(model: nn.Module, backend: str, files: Sequence[str],
         compiled = compile_onnx(files[0], threads)
         return lambda x: compiled(x)[0]
     if backend == 'litert':
-        litert = LiteRTRunner(files[0], threads)
+        litert = LiteRTModel(files[0], threads)
         return lambda x: litert(x)['output']
+    if backend == 'executorch':
+        program = ExecuTorchProgram(files[0], threads)
+        return lambda x: program(x)[0]
     runner = NcnnRunner(model, 'Classification', *files, num_threads=threads)
     return lambda x: runner(torch.from_numpy(x))['output'].numpy()
 

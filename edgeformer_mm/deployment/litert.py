@@ -25,26 +25,25 @@ The input is ``input``, NCHW (1, 3, H, W) as for the other backends:
 LiteRT's convolutions are NHWC, the converter adds the transposes inside
 the model. The outputs are named in the model's ``serving_default``
 signature; run them by name with the interpreter's signature runner
-(:class:`LiteRTRunner`), not by the order of ``get_output_details()``.
+(``edgeformer_runtime.backends.LiteRTModel``), not by the order of
+``get_output_details()``.
 """
 import os
 import os.path as osp
 import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .ncnn import INPUT_NAME, ConverterNotFoundError, ExportGraph
 
-SIGNATURE = 'serving_default'
 SETUP_HINT = ('the LiteRT extra is not installed in this environment: run '
               '`bash tools/setup_litert.sh` and use .venv-litert/bin/python')
 
 
 class LiteRTNotInstalledError(ConverterNotFoundError):
-    """``litert-torch`` or ``ai-edge-litert`` is not installed."""
+    """``litert-torch`` is not installed."""
 
 
 class LiteRTGraph(ExportGraph):
@@ -75,16 +74,6 @@ def _import_litert_torch():
             f'litert-torch cannot be imported ({error}): {SETUP_HINT}'
         ) from error
     return litert_torch
-
-
-def _interpreter_class():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as error:
-        raise LiteRTNotInstalledError(
-            f'ai-edge-litert cannot be imported ({error}): {SETUP_HINT}'
-        ) from error
-    return Interpreter
 
 
 def export_litert(model: nn.Module, task: str, input_size: Tuple[int, int],
@@ -136,27 +125,3 @@ def export_litert(model: nn.Module, task: str, input_size: Tuple[int, int],
         if osp.exists(partial):
             os.remove(partial)
     return [path]
-
-
-class LiteRTRunner:
-    """A LiteRT model on the CPU (XNNPACK), run through its
-    ``serving_default`` signature: outputs by name.
-
-    Args:
-        path (str): The ``.tflite`` file.
-        num_threads (int, optional): The interpreter's thread count
-            (default: LiteRT's).
-    """
-
-    def __init__(self, path: str, num_threads: Optional[int] = None):
-        interpreter = _interpreter_class()(
-            model_path=path, num_threads=num_threads)
-        self.runner = interpreter.get_signature_runner(SIGNATURE)
-        signature = interpreter.get_signature_list()[SIGNATURE]
-        self.input_names: List[str] = signature['inputs']
-        self.output_names: List[str] = signature['outputs']
-
-    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
-        """Outputs by name for one (1, 3, H, W) float32 input."""
-        return self.runner(
-            **{INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})

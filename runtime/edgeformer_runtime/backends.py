@@ -225,10 +225,40 @@ class MnnBackend:
 LITERT_SIGNATURE = 'serving_default'
 
 
-class LiteRTBackend:
+class LiteRTModel:
     """A LiteRT (TensorFlow Lite) model on the CPU (XNNPACK), run through
     its ``serving_default`` signature: outputs by name, whatever order the
     interpreter lists its tensors in.
+
+    Args:
+        path (str): The ``.tflite`` file.
+        num_threads (int, optional): The interpreter's thread count
+            (default: LiteRT's).
+
+    Attributes:
+        input_names (list[str]), output_names (list[str]): The signature's.
+    """
+
+    def __init__(self, path: str, num_threads: Optional[int] = None):
+        interpreter = _import('ai_edge_litert.interpreter', 'litert')
+        try:
+            model = interpreter.Interpreter(
+                model_path=path, num_threads=num_threads)
+            self.runner = model.get_signature_runner(LITERT_SIGNATURE)
+            signature = model.get_signature_list()[LITERT_SIGNATURE]
+        except (ValueError, RuntimeError, KeyError) as error:
+            raise BundleError(f'LiteRT cannot load {path}: {error}')
+        self.input_names: List[str] = signature['inputs']
+        self.output_names: List[str] = signature['outputs']
+
+    def __call__(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """Outputs by name for a float32 (1, 3, H, W) input."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.runner(**{self.input_names[0]: x})
+
+
+class LiteRTBackend:
+    """A LiteRT model (see :class:`LiteRTModel`).
 
     Args:
         bundle (Bundle): A LiteRT bundle.
@@ -237,66 +267,68 @@ class LiteRTBackend:
     """
 
     def __init__(self, bundle: Bundle, num_threads: Optional[int] = None):
-        interpreter = _import('ai_edge_litert.interpreter', 'litert')
         path = bundle.model_file('model')
-        try:
-            model = interpreter.Interpreter(
-                model_path=path, num_threads=num_threads)
-            self.runner = model.get_signature_runner(LITERT_SIGNATURE)
-            signature = model.get_signature_list()[LITERT_SIGNATURE]
-        except (ValueError, RuntimeError, KeyError) as error:
-            raise BundleError(f'LiteRT cannot load {path}: {error}')
-        self.input_name = bundle.input_name
+        self.model = LiteRTModel(path, num_threads)
         self.output_names: List[str] = bundle.outputs
-        if (signature['inputs'] != [self.input_name]
-                or sorted(signature['outputs']) != sorted(self.output_names)):
+        if (self.model.input_names != [bundle.input_name] or sorted(
+                self.model.output_names) != sorted(self.output_names)):
             raise BundleError(
-                f'{path} has the inputs {signature["inputs"]} and outputs '
-                f'{signature["outputs"]}, the bundle {self.input_name} and '
-                f'{self.output_names}')
+                f'{path} has the inputs {self.model.input_names} and outputs '
+                f'{self.model.output_names}, the bundle {bundle.input_name} '
+                f'and {self.output_names}')
 
     def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """Outputs by name for one (3, H, W) float32 input."""
-        x = np.ascontiguousarray(image[None], dtype=np.float32)
-        values = self.runner(**{self.input_name: x})
+        values = self.model(image[None])
         return {name: values[name] for name in self.output_names}
 
 
-class ExecuTorchBackend:
-    """An ExecuTorch program (``end2end.pte``) on its XNNPACK backend.
+class ExecuTorchProgram:
+    """An ExecuTorch program (``.pte``) on its XNNPACK backend.
 
     ExecuTorch's Python runtime links libtorch: a device running a ``.pte``
     from Python needs PyTorch too (its C++ runtime does not).
 
     Args:
-        bundle (Bundle): An ExecuTorch bundle.
+        path (str): The ``.pte`` file.
         num_threads (int, optional): The threads of ExecuTorch's thread
             pool, which XNNPACK runs on (default: ExecuTorch's, one per
             performance core). The pool is one for the whole process: the
-            last backend made sets it for all.
+            last program loaded sets it for all.
     """
 
-    def __init__(self, bundle: Bundle, num_threads: Optional[int] = None):
+    def __init__(self, path: str, num_threads: Optional[int] = None):
         runtime = _import('executorch.runtime', 'executorch')
-        torch = _import('torch', 'executorch')
+        self._torch = _import('torch', 'executorch')
         if num_threads:
             # Safe only while nothing runs on the pool, as here.
             _import('executorch.extension.pybindings.portable_lib',
                     'executorch')._unsafe_reset_threadpool(num_threads)
-        path = bundle.model_file('model')
         try:
             self.method = runtime.Runtime.get().load_program(path).load_method(
                 'forward')
         except Exception as error:  # ExecuTorch raises its own types
             raise BundleError(f'ExecuTorch cannot load {path}: {error}')
-        self._from_numpy = torch.from_numpy
+
+    def __call__(self, x: np.ndarray) -> List[np.ndarray]:
+        """The outputs for a float32 (1, 3, H, W) input, in order."""
+        x = self._torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        return [value.numpy() for value in self.method.execute([x])]
+
+
+class ExecuTorchBackend:
+    """An ExecuTorch program (see :class:`ExecuTorchProgram`).
+
+    Args:
+        bundle (Bundle): An ExecuTorch bundle.
+        num_threads (int, optional): The threads of ExecuTorch's pool.
+    """
+
+    def __init__(self, bundle: Bundle, num_threads: Optional[int] = None):
+        self.program = ExecuTorchProgram(
+            bundle.model_file('model'), num_threads)
         self.output_names: List[str] = bundle.outputs
 
     def __call__(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """Outputs by name for one (3, H, W) float32 input."""
-        x = self._from_numpy(np.ascontiguousarray(image[None], np.float32))
-        values = self.method.execute([x])
-        return {
-            name: value.numpy()
-            for name, value in zip(self.output_names, values)
-        }
+        return dict(zip(self.output_names, self.program(image[None])))

@@ -26,7 +26,8 @@ pytest.importorskip('ai_edge_litert', reason=REASON)
 
 from edgeformer_mm.deployment.bundle import TASK_NAMES  # noqa: E402
 from edgeformer_mm.deployment.litert import (  # noqa: E402
-    LiteRTGraph, LiteRTNotInstalledError, LiteRTRunner, export_litert)
+    LiteRTGraph, LiteRTNotInstalledError, export_litert)
+from edgeformer_runtime.backends import LiteRTModel  # noqa: E402
 from edgeformer_runtime.bundle import OUTPUTS  # noqa: E402
 
 # task -> (tiny model config, input size), as conftest.TINY_MODELS
@@ -59,7 +60,7 @@ def converted(request, tmp_path_factory):
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         expected = LiteRTGraph(model, task).eval()(x)
-    return task, model, x, expected, LiteRTRunner(path, num_threads=1)
+    return task, model, x, expected, LiteRTModel(path, num_threads=1)
 
 
 @pytest.mark.slow

@@ -2,32 +2,21 @@
 model it writes from our preprocessed calibration inputs really runs its
 convolutions in int8, is a quarter of the size, and stays as close to fp32
 on real photos as our ONNX Runtime int8 must (test_quantization.py)."""
-import os.path as osp
-import warnings
-
 import numpy as np
 import pytest
-import torch
 from conftest import TINY_MODELS
-from helpers import REPO
-from mmengine.config import Config
 
-from edgeformer_mm.deployment import (CalibrationError, ExportGraph,
-                                      calibration_images, image_inputs,
-                                      preprocess_steps)
-from edgeformer_mm.utils import build_model
+from edgeformer_mm.analysis.photos import (CALIBRATION_PHOTOS, TEST_PHOTOS,
+                                           copy_photos)
+from edgeformer_mm.deployment import (CalibrationError, calibration_images,
+                                      convert_onnx_to_mnn, image_inputs)
+from edgeformer_mm.deployment.mnn_int8 import (MnnQuantizationError,
+                                               mnn_profile, quantize_mnn)
+from edgeformer_runtime.backends import MnnModule
 
 pytest.importorskip('MNN', reason='mnn is not installed')
-pytest.importorskip('_tools', reason='mnn has no converter')
 pytest.importorskip('skimage', reason='scikit-image is not installed')
 ort = pytest.importorskip('onnxruntime')
-
-from edgeformer_mm.analysis.photos import (  # noqa: E402
-    CALIBRATION_PHOTOS, TEST_PHOTOS, copy_photos)
-from edgeformer_mm.deployment import convert_onnx_to_mnn  # noqa: E402
-from edgeformer_mm.deployment.mnn_int8 import (  # noqa: E402
-    MnnQuantizationError, mnn_profile, quantize_mnn)
-from edgeformer_runtime.backends import MnnModule  # noqa: E402
 
 CLASSIFIER, CLASSIFIER_SIZE = TINY_MODELS['classification']
 # As test_quantization.py asks of ONNX Runtime's int8: of the photos whose
@@ -49,32 +38,14 @@ MAX_SIZE_RATIO = 0.4
 
 
 @pytest.fixture(scope='module')
-def mnn_models(tmp_path_factory, calibrated_checkpoint):
+def mnn_models(tmp_path_factory, tiny_classifier_onnx):
     """The tiny classifier (calibrated random weights, deploy mode) as
-    ONNX (opset 11, as mmdeploy exports it) and fp32 MNN, its
-    preprocessing steps, and the calibration and test photos as network
-    inputs."""
+    ONNX (opset 11, as mmdeploy exports it) and fp32 MNN, and the
+    calibration and test photos as network inputs."""
     root = tmp_path_factory.mktemp('mnn_int8')
-    cfg = Config.fromfile(osp.join(REPO, CLASSIFIER))
-    model = build_model(cfg)
-    model.load_state_dict(
-        torch.load(calibrated_checkpoint(CLASSIFIER))['state_dict'])
-    model.eval()
-    model.backbone.switch_to_deploy((CLASSIFIER_SIZE, CLASSIFIER_SIZE))
-    onnx_file = str(root / 'fp32.onnx')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(
-            ExportGraph(model, 'Classification').eval(),
-            torch.zeros(1, 3, CLASSIFIER_SIZE, CLASSIFIER_SIZE),
-            onnx_file,
-            input_names=['input'],
-            output_names=['output'],
-            opset_version=11,
-            dynamo=False)
+    onnx_file, steps = tiny_classifier_onnx
     mnn_file = str(root / 'fp32.mnn')
     convert_onnx_to_mnn(onnx_file, mnn_file)
-    steps = preprocess_steps(cfg)
     size = (CLASSIFIER_SIZE, CLASSIFIER_SIZE)
     photos = {}
     for name, files in [('test', TEST_PHOTOS),

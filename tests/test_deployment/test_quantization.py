@@ -7,12 +7,10 @@ import json
 import os.path as osp
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import onnx
 import pytest
-import torch
 from conftest import TINY_MODELS
 from helpers import REPO, run_main
 from mmengine.config import Config
@@ -20,14 +18,12 @@ from mmengine.config import Config
 from edgeformer_mm.analysis.photos import (CALIBRATION_PHOTOS, TEST_PHOTOS,
                                            copy_photos)
 from edgeformer_mm.deployment import (Arm64Emulation, CalibrationError,
-                                      EmulationUnavailable, ExportGraph,
-                                      calibration_images, image_inputs,
-                                      paired_detections, preprocess_steps,
-                                      quantize_onnx)
+                                      EmulationUnavailable, calibration_images,
+                                      image_inputs, paired_detections,
+                                      preprocess_steps, quantize_onnx)
 from edgeformer_mm.deployment.mnn_int8 import mnn_int8_layers
 from edgeformer_mm.deployment.ncnn_int8 import int8_layers
 from edgeformer_mm.deployment.quantization import end_layers
-from edgeformer_mm.utils import build_model
 from edgeformer_runtime import Bundle, Predictor
 
 ort = pytest.importorskip('onnxruntime')
@@ -100,31 +96,6 @@ def test_bad_calibration_sets_are_named(tmp_path, photo_dirs):
         image_inputs([good], steps, (32, 32))
     with pytest.raises(CalibrationError, match='empty'):
         quantize_onnx('unused.onnx', 'unused.int8.onnx', [])
-
-
-@pytest.fixture(scope='module')
-def tiny_classifier_onnx(tmp_path_factory, calibrated_checkpoint):
-    """The tiny classifier (calibrated random weights) in deploy mode,
-    exported to ONNX at opset 11 as mmdeploy does; its input preprocessing
-    steps."""
-    cfg = Config.fromfile(osp.join(REPO, CLASSIFIER))
-    model = build_model(cfg)
-    model.load_state_dict(
-        torch.load(calibrated_checkpoint(CLASSIFIER))['state_dict'])
-    model.eval()
-    model.backbone.switch_to_deploy((CLASSIFIER_SIZE, CLASSIFIER_SIZE))
-    path = str(tmp_path_factory.mktemp('int8_onnx') / 'fp32.onnx')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(
-            ExportGraph(model, 'Classification').eval(),
-            torch.zeros(1, 3, CLASSIFIER_SIZE, CLASSIFIER_SIZE),
-            path,
-            input_names=['input'],
-            output_names=['output'],
-            opset_version=11,
-            dynamo=False)
-    return path, preprocess_steps(cfg)
 
 
 def session(path, optimized=None):
@@ -291,8 +262,8 @@ def test_deploy_int8_needs_a_calibration_set(tmp_path, calibrated_checkpoint,
     mnn_int8 = int8_config('classification', 'mnn', CLASSIFIER_SIZE)
     with pytest.raises(SystemExit, match='MNN has no .percentile.'):
         run_main('tools/deploy.py', model_cfg, checkpoint, mnn_int8, photo,
-                 '--work-dir', tmp_path / 'd', '--calib-images',
-                 photo_dirs[1], '--calib-method', 'percentile')
+                 '--work-dir', tmp_path / 'd', '--calib-images', photo_dirs[1],
+                 '--calib-method', 'percentile')
 
 
 @pytest.mark.slow
