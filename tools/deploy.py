@@ -174,7 +174,7 @@ def main(argv=None):
     backend = deploy_cfg.backend_config.type
     if backend not in BACKENDS:
         fail(f'{args.deploy_cfg} is for the {backend} backend; '
-             f'tools/deploy.py supports {" and ".join(BACKENDS)}')
+             f'tools/deploy.py supports {", ".join(BACKENDS)}')
     size = static_input_size(deploy_cfg)
     if backend in ('ncnn', ) + TORCH_EXPORT_BACKENDS and size is None:
         fail(f'{args.deploy_cfg}: {backend} needs a static input_shape (no '

@@ -174,7 +174,7 @@ def test_refuses_an_unsupported_backend(calibrated_checkpoint, photo,
                  tmp_path / 'out')
     message = str(error.value)
     assert 'is for the tensorrt backend' in message
-    assert 'supports onnxruntime and ncnn' in message
+    assert 'supports onnxruntime, ncnn, mnn, litert, executorch' in message
 
 
 def test_refuses_a_checkpoint_of_another_model(photo, tmp_path):
