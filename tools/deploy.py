@@ -6,9 +6,12 @@ Python API, with PyTorch's TorchScript exporter (which mmdeploy 1.3.1 needs
 on torch >= 2.9). ncnn: converts with the PyPI pnnx converter; detection
 graphs end in ncnn's DetectionOutput layer (see
 edgeformer_mm/deployment/ncnn.py). MNN: converts that ONNX graph with MNN's
-own converter. --work-dir becomes a bundle: the backend files
-(end2end.onnx, end2end.param + end2end.bin, or end2end.mnn) and
-bundle.json, the
+own converter. ExecuTorch (XNNPACK) and LiteRT (extras, see
+docs/runtimes.md): torch.export of the model in deploy mode; detection
+graphs end in the boxes and scores of all priors, the NMS runs on the host.
+--work-dir becomes a bundle: the backend files (end2end.onnx,
+end2end.param + end2end.bin, end2end.mnn, end2end.pte or end2end.tflite)
+and bundle.json, the
 preprocessing, postprocessing and checksums a device needs to run them with
 edgeformer_runtime (`edgeformer-run BUNDLE IMAGE`), without PyTorch.
 
