@@ -179,12 +179,16 @@ def declared_requirements(wheel_files):
 
 def test_extras_declare_what_the_code_and_tests_import(wheel_files):
     declared = declared_requirements(wheel_files)
-    assert set(declared) == {None, 'det', 'seg', 'all', 'deploy', 'tests'}
+    assert set(declared) == {
+        None, 'det', 'seg', 'all', 'deploy', 'executorch', 'openvino', 'tests'
+    }
     assert {'torch', 'mmcv', 'mmengine', 'mmpretrain'} <= set(declared[None])
     assert set(declared['all']) == set(declared['det']) | set(declared['seg'])
     # edgeformer_mm.deployment and the benchmark.
-    deploy = {'mmdeploy', 'onnxruntime', 'pnnx', 'ncnn'}
+    deploy = {'mmdeploy', 'onnxruntime', 'pnnx', 'ncnn', 'mnn'}
     assert deploy <= set(declared['deploy'])
+    assert set(declared['executorch']) == {'executorch'}
+    assert set(declared['openvino']) == {'openvino'}
     # The test suite also imports mmdet, mmseg and onnx, and reads
     # scikit-image's photos.
     tests = {'pytest', 'scikit-image', 'onnx', 'mmdet', 'mmsegmentation'}
