@@ -247,7 +247,9 @@ def convert_classifier(name: str,
                     dynamo=False)
         files = [path]
         if backend.startswith('mnn'):
-            files = [convert_onnx_to_mnn(path, prefix + '.mnn')]
+            files = [prefix + '.mnn']
+            if not osp.exists(files[0]):  # mnn and mnn-int8 share it
+                convert_onnx_to_mnn(path, files[0])
     else:
         # convert_to_ncnn also puts the peers' attention in the 4-D form
         # ncnn needs.
