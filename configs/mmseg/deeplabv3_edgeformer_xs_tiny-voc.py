@@ -28,9 +28,12 @@ model = dict(
 
 # The official augmentation scaled to 128: the short side resized to a
 # random length from 96 to 192, a random 128x128 crop, a flip.
+#
+# Loading fails naming a corrupt file (docs/data_sets.md). Test pipelines keep
+# the stock loaders: inference and deployment tools find them by name.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadImageFromFileChecked'),
+    dict(type='LoadSegAnnotationsChecked'),
     dict(
         type='RandomChoiceResize',
         scales=list(range(96, 193)),
