@@ -6,7 +6,7 @@ with mmpretrain's model hub (:mod:`edgeformer_mm.utils.model_hub`) and lets
 torch's weights-only loading read mmengine checkpoints, which resuming needs
 (:mod:`edgeformer_mm.utils.checkpoint`).
 """
-from . import datasets, models  # noqa: F401  (registers the modules)
+from . import datasets, engine, models  # noqa: F401  (registers them)
 from .utils.checkpoint import allow_mmengine_checkpoints
 from .utils.model_hub import register_models
 from .version import __version__

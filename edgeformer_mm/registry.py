@@ -9,7 +9,9 @@ registers each class in the root registry they all descend from: plain
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
@@ -33,6 +35,16 @@ TRANSFORMS = Registry(
     parent=MMENGINE_TRANSFORMS,
     scope='edgeformer_mm',
     locations=['edgeformer_mm.datasets'])
+RUNNERS = Registry(
+    'runner',
+    parent=MMENGINE_RUNNERS,
+    scope='edgeformer_mm',
+    locations=['edgeformer_mm.engine'])
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='edgeformer_mm',
+    locations=['edgeformer_mm.engine'])
 
 
 def register(registry: Registry):

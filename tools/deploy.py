@@ -80,6 +80,8 @@ from edgeformer_mm.deployment import (
 from edgeformer_mm.deployment.executorch import export_executorch
 from edgeformer_mm.deployment.litert import export_litert
 from edgeformer_mm.deployment.mnn_int8 import mnn_method
+from edgeformer_mm.utils.checkpoint import (CheckpointFileError,
+                                            check_checkpoint_file)
 from edgeformer_runtime import Predictor, preprocess
 from edgeformer_runtime.bundle import BACKEND_FILES
 
@@ -185,6 +187,10 @@ def main(argv=None):
              f'*_{backend}_static-*')
     if cv2.imread(args.img) is None:
         fail(f'cannot read the image {args.img}')
+    try:
+        check_checkpoint_file(args.checkpoint)
+    except CheckpointFileError as error:
+        fail(str(error))
     if args.dump_info and backend not in ('onnxruntime', 'ncnn'):
         fail(f"--dump-info: mmdeploy's SDK has no {backend} backend")
     # The processor and the ONNX export of backends mmdeploy does not know

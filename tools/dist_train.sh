@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Multi-GPU training on one machine with torchrun:
-#   bash tools/dist_train.sh CONFIG GPUS [tools/train.py options]
-# NNODES, NODE_RANK, MASTER_ADDR and PORT set up multi-machine runs.
+# Distributed training with torchrun: N processes on this machine, one per
+# GPU (on a machine without GPUs, N CPU processes over gloo):
+#   bash tools/dist_train.sh CONFIG N [tools/train.py options]
+# Several machines: run it on each with the same NNODES, MASTER_ADDR (the
+# address of node 0) and PORT, and NODE_RANK 0 .. NNODES-1. PYTHON names the
+# interpreter (default: python).
 set -euo pipefail
 CONFIG=$1
-GPUS=$2
+NPROC=$2
 shift 2
-cd "$(dirname "$0")/.."
-PYTHONPATH=".:${PYTHONPATH:-}" torchrun \
+TOOLS=$(dirname "$0")
+PYTHONPATH="$TOOLS/..:${PYTHONPATH:-}" "${PYTHON:-python}" \
+    -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \
     --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" \
     --master_port="${PORT:-29500}" \
-    --nproc_per_node="$GPUS" \
-    tools/train.py "$CONFIG" --launcher pytorch "$@"
+    --nproc_per_node="$NPROC" \
+    "$TOOLS/train.py" "$CONFIG" --launcher pytorch "$@"

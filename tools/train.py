@@ -5,9 +5,11 @@ Example:
         configs/mmpretrain/edgeformer/edgeformer-s_8xb128_in1k.py
 """
 import argparse
+import sys
 
 from edgeformer_mm.utils import (add_runner_arguments, build_runner,
-                                 config_from_args)
+                                 config_from_args, make_deterministic)
+from edgeformer_mm.utils.checkpoint import CheckpointFileError
 
 
 def parse_args(argv=None):
@@ -26,6 +28,13 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the learning rate by the actual total batch size '
         'against the config\'s auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--deterministic',
+        action='store_true',
+        help='reproducible training: deterministic algorithms, fixed seeds '
+        'and random generators seeded each epoch, so that a resumed run ends '
+        'bitwise like an uninterrupted one (on CPU); use it for every run of '
+        'a job')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -46,10 +55,15 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.deterministic:
+        make_deterministic(cfg)
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
 
-    build_runner(cfg).train()
+    try:
+        build_runner(cfg).train()
+    except CheckpointFileError as error:  # --resume or load_from
+        sys.exit(f'error: {error}')
 
 
 if __name__ == '__main__':

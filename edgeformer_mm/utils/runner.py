@@ -11,14 +11,19 @@ from mmengine.runner import Runner
 # Where each data set type is expected, for the error message when it is
 # missing (the configs use these roots; docs/data_sets.md says more).
 DATA_HINTS = {
-    'ImageNet': 'ImageNet-1k in mmpretrain layout: train/, val/ and meta/'
+    'ImageNet':
+    'ImageNet-1k in mmpretrain layout: train/, val/ and meta/'
     '{train,val}.txt',
-    'CocoDataset': 'COCO 2017: annotations/, train2017/, val2017/',
-    'CustomDataset': 'an ImageNet-format folder',
-    'PascalVOCDataset': 'PASCAL VOC 2012 (VOCdevkit/VOC2012) with the SBD '
+    'CocoDataset':
+    'COCO 2017: annotations/, train2017/, val2017/',
+    'CustomDataset':
+    'an ImageNet-format folder',
+    'PascalVOCDataset':
+    'PASCAL VOC 2012 (VOCdevkit/VOC2012) with the SBD '
     'annotations converted by mmseg (SegmentationClassAug/, '
     'ImageSets/Segmentation/aug.txt)',
-    'CityscapesDataset': 'Cityscapes (leftImg8bit/, gtFine/ with the '
+    'CityscapesDataset':
+    'Cityscapes (leftImg8bit/, gtFine/ with the '
     '*_labelTrainIds.png maps from mmseg)',
 }
 
@@ -69,12 +74,59 @@ def build_model(config):
         return registry.build(cfg.model)
 
 
+def check_checkpoint_fits(cfg: Config, checkpoint: str) -> None:
+    """Raise :class:`~edgeformer_mm.utils.checkpoint.CheckpointFileError`
+    with a one-line message unless ``checkpoint`` is a complete checkpoint
+    file of ``cfg``'s model (mmengine would load another model's weights
+    non-strictly, with a warning, and evaluate a partly random model)."""
+    import torch
+
+    from .checkpoint import CheckpointFileError, check_checkpoint_file
+    from .state_dict import compare_state_dicts
+    check_checkpoint_file(checkpoint)
+    state_dict = torch.load(checkpoint, map_location='cpu')
+    if not isinstance(state_dict, dict):
+        raise CheckpointFileError(f'{checkpoint} holds no state dict')
+    state_dict = state_dict.get('state_dict', state_dict)
+    mismatch = compare_state_dicts(state_dict, build_model(cfg).state_dict())
+    if mismatch:
+        example = mismatch.listing(limit=1).split('\n')[1].strip()
+        raise CheckpointFileError(
+            f'{checkpoint} does not fit the model of the config: '
+            f'{mismatch.counts()} (first: {example})')
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Build the runner the config asks for (``runner_type`` or default)."""
+    """Build the runner the config asks for (``runner_type``), by default
+    :class:`~edgeformer_mm.engine.EdgeFormerRunner`."""
+    from edgeformer_mm.engine import EdgeFormerRunner
     check_data_roots(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return EdgeFormerRunner.from_cfg(cfg)
+
+
+def make_deterministic(cfg: Config) -> None:
+    """Set ``cfg`` up so that training is reproducible, also across resumes.
+
+    mmengine's deterministic mode (``randomness.deterministic``), a fixed
+    seed (0 unless the config has one: the data samplers are seeded with it
+    before a checkpoint could restore another), the random generators seeded
+    at each epoch's start (:class:`~edgeformer_mm.engine.EpochSeedHook`) and
+    data loader workers that are started anew each epoch. A run resumed from
+    an epoch's checkpoint then ends bitwise like one never stopped (on CPU;
+    GPU kernels may still differ from run to run).
+    """
+    randomness = dict(cfg.get('randomness') or {}, deterministic=True)
+    if randomness.get('seed') is None:
+        randomness['seed'] = 0
+    cfg.randomness = randomness
+    cfg.custom_hooks = [
+        *(cfg.get('custom_hooks') or []),
+        dict(type='edgeformer_mm.EpochSeedHook')
+    ]
+    if cfg.train_dataloader.get('num_workers', 0) > 0:
+        cfg.train_dataloader.persistent_workers = False
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser):

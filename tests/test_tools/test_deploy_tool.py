@@ -198,6 +198,26 @@ def test_refuses_a_checkpoint_of_another_model(photo, tmp_path):
     assert not osp.exists(tmp_path / 'out')
 
 
+@pytest.mark.parametrize('checkpoint', ['empty', 'directory'])
+def test_refuses_a_checkpoint_that_is_no_file_of_weights(
+        checkpoint, photo, tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    if checkpoint == 'empty':
+        path.write_bytes(b'')
+        problem = 'is empty'
+    else:
+        path.mkdir()
+        problem = 'is a directory, not a checkpoint file'
+    with pytest.raises(SystemExit) as error:
+        run_main(
+            'tools/deploy.py', TINY_CFG, path,
+            osp.join(CONFIGS, 'mmdeploy',
+                     'classification_onnxruntime_static-256x256.py'), photo,
+            '--work-dir', tmp_path / 'out')
+    assert str(error.value) == f'error: {path} {problem}'
+    assert not osp.exists(tmp_path / 'out')
+
+
 def test_refuses_an_unreadable_image(calibrated_checkpoint, tmp_path):
     image = tmp_path / 'broken.jpg'
     image.write_text('not an image')

@@ -3,7 +3,10 @@ errors."""
 import os.path as osp
 
 import pytest
+import torch
 from helpers import REPO, run_main, run_script
+
+from edgeformer_mm.utils import build_model
 
 
 CONFIG = osp.join(REPO, 'configs/mmpretrain/edgeformer')
@@ -22,6 +25,29 @@ def test_missing_data_set_says_where_to_put_it(tmp_path, monkeypatch):
     assert ("train_dataloader: data_root 'data/imagenet' does not exist. "
             'Put ImageNet-1k') in message
     assert 'train_dataloader.dataset.dataset.data_root=PATH' in message
+
+
+@pytest.mark.parametrize('checkpoint', ['empty', 'directory', 'other model'])
+def test_test_tool_refuses_what_is_no_checkpoint_of_the_model(
+        checkpoint, tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    if checkpoint == 'empty':
+        path.write_bytes(b'')
+        problem = 'is empty'
+    elif checkpoint == 'directory':
+        path.mkdir()
+        problem = 'is a directory, not a checkpoint file'
+    else:  # the ImageNet XS classifier: 1000 classes, not 4
+        xs = build_model(osp.join(CONFIG, 'edgeformer-xs_8xb128_in1k.py'))
+        torch.save(dict(state_dict=xs.state_dict()), path)
+        problem = ('does not fit the model of the config: 2 weights of '
+                   'another shape, 0 missing, 0 unexpected (first: shape '
+                   '(1000, 640) for head.fc.weight, expected (4, 640))')
+    with pytest.raises(SystemExit) as error:
+        run_main('tools/test.py',
+                 osp.join(CONFIG, 'edgeformer-xs_1xb32_tiny-shapes.py'), path,
+                 '--work-dir', tmp_path / 'work')
+    assert str(error.value) == f'error: {path} {problem}'
 
 
 @pytest.mark.slow
