@@ -372,18 +372,22 @@ def time_cases(cases: Sequence[Case], rounds: int,
     return {case.key: case.figures() for case in cases}
 
 
-def describe_machine() -> str:
-    """The CPU, its core count and the versions of the runtimes."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open('/proc/cpuinfo') as f:
-            cpu = next(
+            return next(
                 line.split(':', 1)[1].strip() for line in f
                 if line.startswith('model name'))
     except (OSError, StopIteration):
-        pass
-    return (f'{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, '
-            f'onnxruntime {_version("onnxruntime")}, ncnn {_version("ncnn")}')
+        return platform.processor() or platform.machine()
+
+
+def describe_machine() -> str:
+    """The CPU, its core count and the versions of the runtimes."""
+    return (
+        f'{cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, '
+        f'onnxruntime {_version("onnxruntime")}, ncnn {_version("ncnn")}')
 
 
 def _version(package: str) -> str:
