@@ -22,10 +22,12 @@ class SafeCheckpointHook(CheckpointHook):
     """
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        repeated = bool(self.keep_ckpt_ids) and self.keep_ckpt_ids[-1] == step
         oldest = None
-        if (self.max_keep_ckpts > 0 and not repeated
-                and len(self.keep_ckpt_ids) == self.max_keep_ckpts):
+        # keep_ckpt_ids only exists with max_keep_ckpts > 0; a step saved
+        # twice (a best and a regular checkpoint) is kept once.
+        if (self.max_keep_ckpts > 0
+                and len(self.keep_ckpt_ids) == self.max_keep_ckpts
+                and self.keep_ckpt_ids[-1] != step):
             # Out of the kept ones before mmengine would remove it.
             oldest = self.keep_ckpt_ids.popleft()
         super()._save_checkpoint_with_step(runner, step, meta)

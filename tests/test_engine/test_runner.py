@@ -172,7 +172,7 @@ class Toy(BaseModel):
         return dict(loss=self.linear(torch.stack(inputs)).mean())
 
 
-def toy_runner(work_dir, max_epochs, **kwargs):
+def toy_runner(work_dir, max_epochs, max_keep_ckpts=1, **kwargs):
     return EdgeFormerRunner(
         model=Toy(),
         work_dir=str(work_dir),
@@ -188,7 +188,9 @@ def toy_runner(work_dir, max_epochs, **kwargs):
         default_scope='mmpretrain',
         default_hooks=dict(
             checkpoint=dict(
-                type='CheckpointHook', interval=1, max_keep_ckpts=1)),
+                type='CheckpointHook',
+                interval=1,
+                max_keep_ckpts=max_keep_ckpts)),
         **kwargs)
 
 
@@ -225,6 +227,14 @@ def test_a_kill_while_saving_keeps_the_previous_checkpoint(
 def test_the_oldest_kept_checkpoint_goes_after_the_new_one_is_saved(tmp_path):
     toy_runner(tmp_path, 3).train()
     assert saved_checkpoints(str(tmp_path)) == [str(tmp_path / 'epoch_3.pth')]
+
+
+def test_every_checkpoint_is_kept_by_default(tmp_path):
+    toy_runner(tmp_path, 2, max_keep_ckpts=-1).train()  # mmengine's default
+    assert saved_checkpoints(str(tmp_path)) == [
+        str(tmp_path / 'epoch_2.pth'),
+        str(tmp_path / 'epoch_1.pth')
+    ]
 
 
 class FakeRunner:
