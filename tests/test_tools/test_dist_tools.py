@@ -11,7 +11,6 @@ import os.path as osp
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import torch
 from helpers import REPO
 
+from edgeformer_mm.analysis.scaling import free_port
 from edgeformer_mm.datasets.synthetic import (make_tiny_coco, make_tiny_shapes,
                                               make_tiny_voc)
 
@@ -85,12 +85,6 @@ def workspace(tmp_path_factory):
         (root / f'{task}.py').write_text(
             SHORT.format(config=osp.join(REPO, config), **EXTRA[task]))
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def environment(**extra) -> dict:
